@@ -1,0 +1,20 @@
+"""shallownet: one-hidden-layer neural networks for regression, trained fast.
+
+``z1 = X W1 + b1``, ``a1 = g(z1)``, ``yhat = a1 W2 + b2``,
+``L = (1/n) sum (y - yhat)**2``, full-batch gradient descent, computed by a
+NumPy reference, Numba kernels or a Cython extension (see ``docs/``).
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from ._fit import fit, loss_and_gradients
+from ._params import Params
+from .backends import available_backends
+from .model import Model
+
+try:
+    __version__ = _version("shallownet")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["Model", "Params", "available_backends", "fit", "loss_and_gradients", "__version__"]

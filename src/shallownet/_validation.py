@@ -1,0 +1,143 @@
+"""Every check on user input, made once, in Python, before any kernel runs.
+
+Kernels trust what comes out of here: C-contiguous, 2-D, finite arrays of one
+float dtype (float32 or float64), and hyperparameters of the right type and
+range. Errors name the argument and say what was wrong.
+"""
+
+import numbers
+import os
+
+import numpy as np
+
+from ._activations import ACTIVATIONS
+from ._params import Params
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, X_raw):
+    """The working dtype: ``dtype`` if given, else float32 for float32 X, else float64."""
+    if dtype is None:
+        raw_dtype = getattr(X_raw, "dtype", None)
+        return np.dtype(np.float32) if raw_dtype == np.float32 else np.dtype(np.float64)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _as_real_array(value, name, dtype):
+    """Convert an array-like of real numbers to a C-contiguous array of ``dtype``."""
+    if value is None:
+        raise TypeError(f"{name} must be an array-like of real numbers, got None")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array-like of real numbers: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
+    if kind not in "biuf":
+        if kind != "O":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold real numbers, got objects that are not: {exc}") from None
+    with np.errstate(over="ignore"):
+        # float64 -> float32 may overflow to inf; the finiteness check below reports it
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_finite(arr, name):
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity (or a value too large for {arr.dtype})")
+
+
+def check_X(X, dtype, n_features=None):
+    X = _as_real_array(X, "X", dtype)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-D of shape (n_samples, n_features), got {X.ndim}-D with shape {X.shape}; "
+            "reshape a single feature with X.reshape(-1, 1)")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X is empty: shape {X.shape}, need at least one sample and one feature")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features}")
+    _check_finite(X, "X")
+    return X
+
+
+def check_X_y(X, y, dtype):
+    """Return ``(X, Y)``: X (n, d), Y (n, k) C-contiguous arrays of ``dtype``."""
+    X = check_X(X, dtype)
+    y = _as_real_array(y, "y", dtype)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs), got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X and y have different numbers of samples: X has {X.shape[0]}, y has {y.shape[0]}")
+    Y = y.reshape(-1, 1) if y.ndim == 1 else y
+    if Y.shape[1] == 0:
+        raise ValueError(f"y is empty: shape {y.shape}, need at least one output")
+    _check_finite(Y, "y")
+    return X, Y
+
+
+def check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_learning_rate(value, name="learning_rate"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive finite number, got {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def check_activation(activation):
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]
+
+
+def check_n_threads(n_threads):
+    """``None`` means every core this process may run on."""
+    if n_threads is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return check_positive_int(n_threads, "n_threads")
+
+
+def check_random_state(random_state):
+    try:
+        return np.random.default_rng(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"random_state must be None, a non-negative integer or a numpy Generator, got {random_state!r}: {exc}"
+        ) from None
+
+
+def check_init(init, d, hidden, k, dtype, name="init"):
+    """Copy ``init`` into fresh C-contiguous arrays of ``dtype`` after checking shapes."""
+    if not isinstance(init, (tuple, list)) or len(init) != 4:
+        raise TypeError(f"{name} must be a Params or a 4-tuple (W1, b1, W2, b2), got {type(init).__name__}")
+    names = Params._fields
+    expected = ((d, hidden), (hidden,), (hidden, k), (k,))
+    arrays = []
+    for field, value, shape in zip(names, init, expected):
+        arr = _as_real_array(value, f"{name}.{field}", dtype)
+        if arr.shape != shape:
+            raise ValueError(f"{name}.{field} must have shape {shape} for d={d}, hidden={hidden}, k={k}; "
+                             f"got {arr.shape}")
+        _check_finite(arr, f"{name}.{field}")
+        arrays.append(arr.copy())  # always private: the kernels update it in place
+    return Params(*arrays)

@@ -1,0 +1,82 @@
+"""The table of backends: one name, one module, one contract.
+
+A backend is a module with two functions, called only with validated input
+(X and Y C-contiguous, 2-D, finite, of one float dtype, float32 or float64;
+the parameters private C-contiguous copies in that dtype):
+
+``train(X, Y, params, activation_code, learning_rate, epochs, n_threads, loss_curve) -> int``
+    Full-batch gradient descent, updating ``params`` (a ``Params`` of arrays)
+    in place. ``loss_curve`` is a float64 array of length ``epochs``; entry
+    ``e`` receives the loss at the parameters epoch ``e`` starts from.
+    Returns the number of finished epochs: ``epochs``, or the first epoch
+    whose loss is not finite (training stops there).
+
+``loss_and_gradients(X, Y, params, activation_code, n_threads) -> (float, Params)``
+    The loss and its four gradients at ``params``.
+
+``apply_activation(z, activation_code) -> (g(z), g'(z))``
+    The backend's own activation and derivative on a C-contiguous 1-D array
+    (for the tests that compare every backend with NumPy over the float range).
+
+The results of a backend may not depend on ``n_threads``: the compiled
+backends split rows into chunks fixed by ``n`` alone and reduce the chunks'
+private gradients in a fixed order.
+
+``BLAS_THREADS`` in each module says how many threads BLAS may use during a
+call (the compiled backends run BLAS on one thread inside their own parallel
+regions); ``_fit`` sets it with threadpoolctl.
+"""
+
+import importlib
+
+# name -> module; "auto" tries them in AUTO_ORDER (fastest first, measured in
+# benches/RESULTS.md).
+BACKENDS = {
+    "numpy": "shallownet.backends.numpy",
+    "numba": "shallownet.backends.numba",
+    "cython": "shallownet.backends.cython",
+}
+AUTO_ORDER = ("cython", "numba", "numpy")
+
+_loaded = {}
+_failed = {}
+
+
+def _load(name):
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failed:
+        raise _failed[name]
+    try:
+        module = importlib.import_module(BACKENDS[name])
+    except ImportError as exc:
+        err = RuntimeError(f"backend {name!r} is not available in this install: {exc}")
+        _failed[name] = err
+        raise err from exc
+    _loaded[name] = module
+    return module
+
+
+def available_backends():
+    """The names of the backends that load in this install, fastest first."""
+    names = []
+    for name in AUTO_ORDER:
+        try:
+            _load(name)
+        except RuntimeError:
+            continue
+        names.append(name)
+    return names
+
+
+def resolve_backend(backend):
+    """Return ``(name, module)`` for a backend name or ``"auto"``."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend == "auto":
+        name = available_backends()[0]
+        return name, _load(name)
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
+    return backend, _load(backend)

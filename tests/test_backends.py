@@ -1,0 +1,133 @@
+"""Every compiled backend against the NumPy reference."""
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+import shallownet
+from shallownet import Params
+from shallownet._activations import ACTIVATIONS as ACTIVATION_TABLE
+from shallownet.backends import BACKENDS, _load
+
+from conftest import ACTIVATIONS, COMPILED_BACKENDS, make_problem, relative_error
+
+# float64: 200 epochs of gradient descent stay within this relative error of the reference
+RTOL64 = 1e-10
+# float32: rounding differs from the reference's BLAS; after 50 epochs
+RTOL32 = 2e-4
+
+# n below and above one chunk (2048 rows), so the serial and the parallel paths both run
+SHAPES = [
+    (1, 1, 1, 1), (50, 1, 1, 1), (64, 1, 16, 1), (40, 7, 1, 1), (33, 5, 9, 4),
+    (300, 20, 70, 2), (5000, 3, 8, 1), (4100, 40, 64, 3),
+]
+
+
+def test_every_backend_is_available():
+    # the wheel ships all three; a missing one is a build defect, not a skip
+    assert sorted(shallownet.available_backends()) == sorted(BACKENDS)
+
+
+def _fit_pair(backend, activation, n, d, h, k, epochs, dtype, learning_rate=0.05):
+    X, y = make_problem(n, d, k, seed=n * 7 + d, dtype=dtype)
+    kwargs = dict(hidden=h, activation=activation, learning_rate=learning_rate, epochs=epochs,
+                  random_state=n + h)
+    return (shallownet.fit(X, y, backend=backend, **kwargs),
+            shallownet.fit(X, y, backend="numpy", **kwargs))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("n,d,h,k", SHAPES)
+def test_fit_matches_reference_float64(compiled_backend, activation, n, d, h, k):
+    model, ref = _fit_pair(compiled_backend, activation, n, d, h, k, 200, np.float64)
+    assert relative_error(model.loss_curve, ref.loss_curve) <= RTOL64
+    for name, p, q in zip(Params._fields, model.params, ref.params):
+        assert p.dtype == np.float64 and p.shape == q.shape
+        err = relative_error(p, q)
+        assert err <= RTOL64, f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("n,d,h,k", [(50, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (4100, 40, 64, 3)])
+def test_fit_matches_reference_float32(compiled_backend, activation, n, d, h, k):
+    model, ref = _fit_pair(compiled_backend, activation, n, d, h, k, 50, np.float32)
+    assert model.params.W1.dtype == np.float32
+    assert relative_error(model.loss_curve, ref.loss_curve) <= RTOL32
+    for name, p, q in zip(Params._fields, model.params, ref.params):
+        err = relative_error(p, q)
+        assert err <= RTOL32, f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("n,d,h,k", [(1, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (3000, 200, 100, 2)])
+def test_loss_and_gradients_match_reference(compiled_backend, activation, n, d, h, k):
+    X, y = make_problem(n, d, k, seed=5)
+    rng = np.random.default_rng(2)
+    params = Params(rng.normal(size=(d, h)) / np.sqrt(d), rng.normal(size=h),
+                    rng.normal(size=(h, k)), rng.normal(size=k))
+    loss, grads = shallownet.loss_and_gradients(params, X, y, activation=activation,
+                                                backend=compiled_backend)
+    ref_loss, ref_grads = shallownet.loss_and_gradients(params, X, y, activation=activation)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for name, g, r in zip(Params._fields, grads, ref_grads):
+        assert g.shape == r.shape
+        err = relative_error(g, r)
+        assert err <= 1e-12, f"{name}: relative error {err:.2e}"
+
+
+def _ulp_error(actual, reference):
+    spacing = np.spacing(np.maximum(np.abs(reference), np.finfo(np.float64).tiny))
+    return np.abs(actual - reference) / spacing
+
+
+FLOAT_RANGE = np.concatenate([
+    -np.logspace(-300, 308, 4000), [-0.0, 0.0], np.logspace(-300, 308, 4000),
+    np.linspace(-30, 30, 20001),
+])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activations_match_numpy_over_float_range(compiled_backend, activation):
+    module = _load(compiled_backend)
+    act = ACTIVATION_TABLE[activation]
+    z = np.ascontiguousarray(FLOAT_RANGE)
+    a, a_prime = module.apply_activation(z.copy(), act.code)
+    want, want_prime = act.g(z), act.g_prime(z)
+    if activation == "sigmoid":
+        # documented: below z = -708 the kernels return exp(-708) ~ 3.3e-308
+        normal = z > -708
+        assert np.max(_ulp_error(a[normal], want[normal])) <= 4
+        assert np.all(np.abs(a[~normal] - want[~normal]) <= 3.4e-308)
+        assert np.max(np.abs(a_prime - want_prime)) <= 4 * np.finfo(np.float64).eps * 0.25
+    else:
+        assert np.max(_ulp_error(a, want)) <= 4
+        assert np.max(np.abs(a_prime - want_prime)) <= 4 * np.finfo(np.float64).eps
+
+
+def test_tanh_is_exactly_odd_and_saturates(compiled_backend):
+    module = _load(compiled_backend)
+    z = np.linspace(0, 40, 4001)
+    a, _ = module.apply_activation(z, ACTIVATION_TABLE["tanh"].code)
+    b, _ = module.apply_activation(-z, ACTIVATION_TABLE["tanh"].code)
+    assert np.array_equal(a, -b)
+    assert a[-1] == 1.0
+    assert np.all(np.diff(a) >= 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_results_do_not_depend_on_n_threads(compiled_backend, dtype):
+    # 9000 rows = 5 chunks: the parallel path with an uneven split over 2 threads
+    X, y = make_problem(9000, 6, 2, seed=11, dtype=dtype)
+    fits = [shallownet.fit(X, y, hidden=24, epochs=30, learning_rate=0.05, random_state=3,
+                           backend=compiled_backend, n_threads=t) for t in (1, 2, 1)]
+    for other in fits[1:]:
+        assert np.array_equal(other.loss_curve, fits[0].loss_curve)
+        for p, q in zip(other.params, fits[0].params):
+            assert np.array_equal(p, q)
+
+
+def test_same_random_state_same_start_everywhere():
+    X, y = make_problem(20, 3, 1)
+    first = {b: shallownet.fit(X, y, epochs=1, backend=b, random_state=42).loss_curve[0]
+             for b in BACKENDS}
+    assert len({round(v, 12) for v in first.values()}) == 1
