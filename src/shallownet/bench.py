@@ -1,0 +1,646 @@
+"""Training speed of every backend against each other, scikit-learn and PyTorch.
+
+    python -m shallownet.bench --shapes quick
+    python -m shallownet.bench --shapes full --dtype both --markdown benches/RESULTS.md --plot benches/speedup.png
+    python -m shallownet.bench --shapes 100000x10x32 20000x784x256 --threads 1
+
+For every shape (n, d, h), with k = 1 output and tanh, each implementation
+trains on the same data (X standard normal, y = sin(X w) + noise, learning
+rate 0.01) and the time of one epoch is measured as follows:
+
+* one warm-up call of 2 epochs first (so Numba's compilation, page faults and
+  thread start-up are not timed). Its loss after the first step is compared
+  with the NumPy backend's, to catch a backend that is fast because it is wrong;
+* then ``--repeats`` timed calls of E epochs each. E is chosen per
+  implementation so that one call lasts at least ``--min-time`` seconds (or
+  fixed with ``--epochs``). The reported time is the median over the repeats
+  of (call time) / E, so fit()'s fixed cost (validation, initialisation) is
+  included but spread over E epochs.
+
+Implementations: the shallownet backends that load (``available_backends()``;
+the others are listed as "not available", never timed), scikit-learn's
+``MLPRegressor`` (plain full-batch SGD, no momentum, no regularisation, no
+early stopping; its loss is half the MSE and its initial weights differ, so it is
+a speed comparison only) and a PyTorch eager loop (``nn.Linear`` layers,
+autograd, ``torch.optim.SGD``, ``nn.MSELoss``, started from the same weights as
+shallownet). All run with ``--threads`` threads: ``n_threads`` for fit(), BLAS
+limited with threadpoolctl, ``torch.set_num_threads``.
+
+GFLOP/s count only the matrix products of one epoch, ``2 n h (2 d + 3 k)``:
+forward ``X W1`` (2ndh) and ``a1 W2`` (2nhk), backward ``a1^T dL/dyhat`` (2nhk),
+``dL/dyhat W2^T`` (2nhk) and ``X^T dL/dz1`` (2ndh); element-wise work (g, g',
+biases, the loss) is not counted. They are compared with the rate of one
+large BLAS GEMM (``numpy.matmul`` of square float64 or float32 matrices)
+measured in the same run with the same threads.
+"""
+
+import argparse
+import datetime
+import importlib
+import importlib.metadata
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import shallownet
+from ._params import init_params
+from .backends import BACKENDS, resolve_backend
+
+K = 1                      # outputs
+ACTIVATION = "tanh"
+LEARNING_RATE = 0.01
+WARMUP_EPOCHS = 2          # epoch 1's loss is taken after one step: it checks the gradients
+SEED = 0
+MAX_EPOCHS = 100_000       # upper bound of the automatic choice of E
+
+
+class Preset(NamedTuple):
+    shapes: tuple           # (n, d, h) triples
+    min_time: float         # seconds one timed call should last at least
+    gemm_size: int          # the square GEMM that gives the reference rate
+
+
+PRESETS = {
+    "full": Preset(
+        shapes=((1000, 1, 1), (1000, 1, 16), (100000, 1, 16), (100000, 10, 32),
+                (100000, 100, 128), (1000000, 10, 64), (20000, 784, 256)),
+        min_time=0.3, gemm_size=4096),
+    # the small end of "full" and a scaled-down medium shape: a smoke run in seconds
+    "quick": Preset(shapes=((1000, 1, 1), (1000, 1, 16), (10000, 10, 32)),
+                    min_time=0.05, gemm_size=1024),
+}
+EXPLICIT_SHAPES_MIN_TIME = 0.3
+EXPLICIT_SHAPES_GEMM_SIZE = 4096
+
+DTYPES = {"float64": (np.float64,), "float32": (np.float32,), "both": (np.float64, np.float32)}
+
+COMPETITORS = ("sklearn", "torch")
+# the order of the table's rows: the reference first
+ALL_IMPLEMENTATIONS = ("numpy", "numba", "cython") + COMPETITORS
+
+
+def flops_per_epoch(n, d, h, k=K):
+    """Floating-point operations of the matrix products of one epoch: ``2 n h (2 d + 3 k)``."""
+    return 2 * n * h * (2 * d + 3 * k)
+
+
+def make_data(n, d, dtype=np.float64, seed=SEED):
+    """X standard normal (n, d); y = sin(X w) + 0.1 noise with |w| = 1, so y is O(1) for any d."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    w = rng.standard_normal(d)
+    w /= np.linalg.norm(w)
+    y = np.sin(X @ w) + 0.1 * rng.standard_normal(n)
+    return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
+
+
+def shape_label(shape):
+    n, d, h = shape
+    return f"{n}x{d}x{h}"
+
+
+# ---------------------------------------------------------------------------
+# The implementations. Each factory takes (X, y, hidden, threads) and returns
+# run(epochs) -> loss at the start of the last epoch (the MSE at the weights
+# after epochs - 1 steps, as shallownet's loss_curve[-1]) or None when the loss
+# is not comparable.
+
+def _shallownet_factory(backend):
+    def make(X, y, hidden, threads):
+        def run(epochs):
+            model = shallownet.fit(X, y, hidden=hidden, activation=ACTIVATION,
+                                   learning_rate=LEARNING_RATE, epochs=epochs, backend=backend,
+                                   random_state=SEED, dtype=X.dtype, n_threads=threads)
+            return float(model.loss_curve[-1])
+        return run
+    return make
+
+
+def _sklearn_factory(X, y, hidden, threads):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    n = X.shape[0]
+
+    def run(epochs):
+        est = MLPRegressor(hidden_layer_sizes=(hidden,), activation=ACTIVATION, solver="sgd",
+                           alpha=0.0, batch_size=n, learning_rate="constant",
+                           learning_rate_init=LEARNING_RATE, max_iter=epochs, shuffle=False,
+                           momentum=0.0, nesterovs_momentum=False, early_stopping=False,
+                           tol=0.0, n_iter_no_change=2**31 - 1, random_state=SEED)
+        with warnings.catch_warnings():
+            # max_iter is reached on purpose
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        return None  # half-MSE from other initial weights: not comparable
+    return run
+
+
+def _torch_factory(X, y, hidden, threads):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    d = X.shape[1]
+    torch_dtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[X.dtype]
+    X_t = torch.from_numpy(X)
+    Y_t = torch.from_numpy(y.reshape(-1, K))
+    W1, b1, W2, b2 = init_params(d, hidden, K, ACTIVATION, SEED, X.dtype)
+
+    def run(epochs):
+        model = nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, K)).to(torch_dtype)
+        with torch.no_grad():  # nn.Linear stores the weight as (out, in)
+            model[0].weight.copy_(torch.from_numpy(W1.T.copy()))
+            model[0].bias.copy_(torch.from_numpy(b1))
+            model[2].weight.copy_(torch.from_numpy(W2.T.copy()))
+            model[2].bias.copy_(torch.from_numpy(b2))
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+        loss_fn = nn.MSELoss()
+        for _ in range(epochs):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X_t), Y_t)
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+    return run
+
+
+FACTORIES = {name: _shallownet_factory(name) for name in BACKENDS}
+FACTORIES["sklearn"] = _sklearn_factory
+FACTORIES["torch"] = _torch_factory
+
+
+def unavailable_reason(name):
+    """None if implementation ``name`` can run here, else why not."""
+    if name in BACKENDS:
+        if name in shallownet.available_backends():
+            return None
+        try:
+            resolve_backend(name)
+        except (RuntimeError, ImportError) as exc:
+            return str(exc)
+        return f"backend {name!r} is not in shallownet.available_backends()"
+    module = {"sklearn": "sklearn.neural_network", "torch": "torch"}[name]
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return f"{module} cannot be imported: {exc}"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Measurement
+
+@dataclass
+class Result:
+    name: str
+    shape: tuple
+    dtype: str
+    status: str                  # "ok", "not available" or "error"
+    reason: str = ""
+    epochs: int = 0
+    times: list = field(default_factory=list)   # seconds per epoch, one per repeat
+    check_loss: float | None = None     # loss after one step, from the warm-up call
+    loss_rel_diff: float | None = None  # |check_loss - numpy's| / numpy's
+    warmup_seconds: float | None = None
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    @property
+    def seconds(self):
+        return statistics.median(self.times)
+
+    @property
+    def spread(self):
+        """(max - min) / median of the repeats."""
+        return (max(self.times) - min(self.times)) / self.seconds if len(self.times) > 1 else None
+
+    def gflops(self):
+        n, d, h = self.shape
+        return flops_per_epoch(n, d, h) / self.seconds / 1e9
+
+
+def _timed(run, epochs):
+    start = time.perf_counter()
+    loss = run(epochs)
+    return time.perf_counter() - start, loss
+
+
+def choose_epochs(run, min_time, max_epochs=MAX_EPOCHS):
+    """The smallest E (up to ``max_epochs``) for which run(E) is expected to last ``min_time`` s."""
+    epochs = 1
+    elapsed, _ = _timed(run, epochs)
+    # grow the probe until it is long enough for a per-epoch estimate to be trusted
+    probe_time = min_time / 4
+    while elapsed < probe_time and epochs < max_epochs:
+        epochs = min(max_epochs, max(2 * epochs, math.ceil(probe_time * epochs / max(elapsed, 1e-7))))
+        elapsed, _ = _timed(run, epochs)
+    return max(1, min(max_epochs, math.ceil(min_time * epochs / elapsed)))
+
+
+def measure(name, shape, X, y, threads, repeats, epochs, min_time):
+    """Warm up, choose E, time ``repeats`` calls; return a Result (never raises for a failing run)."""
+    dtype = X.dtype.name
+    result = Result(name, shape, dtype, status="ok")
+    try:
+        run = FACTORIES[name](X, y, shape[2], threads)
+        result.warmup_seconds, result.check_loss = _timed(run, WARMUP_EPOCHS)
+        result.epochs = epochs if epochs is not None else choose_epochs(run, min_time)
+        for _ in range(repeats):
+            elapsed, _ = _timed(run, result.epochs)
+            result.times.append(elapsed / result.epochs)
+    except Exception as exc:  # a backend under development may fail: report it, do not stop
+        result.status = "error"
+        result.reason = f"{type(exc).__name__}: {exc}"
+        result.times = []
+    return result
+
+
+def gemm_gflops(dtype, size, repeats):
+    """Median GFLOP/s of ``numpy.matmul`` on (size, size) matrices, after one warm-up product."""
+    rng = np.random.default_rng(SEED)
+    A = rng.standard_normal((size, size)).astype(dtype)
+    B = rng.standard_normal((size, size)).astype(dtype)
+    C = np.empty((size, size), dtype=dtype)
+    np.matmul(A, B, out=C)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        np.matmul(A, B, out=C)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+
+def _fmt(x, significant=3):
+    """``x`` with ``significant`` digits and no exponent (1234 -> "1234", 0.01234 -> "0.0123")."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    if x == 0:
+        return "0"
+    decimals = max(0, significant - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
+
+
+def _ratio(results, row, other):
+    ref = results.get(other)
+    if ref is None or not ref.ok or not row.ok:
+        return "–"
+    return _fmt(ref.seconds / row.seconds)
+
+
+TABLE_HEADER = ("shape n×d×h", "dtype", "impl", "epochs", "ms/epoch", "spread",
+                "vs numpy", "vs torch", "vs sklearn", "GFLOP/s", "% of GEMM", "loss Δ vs numpy")
+
+
+def table_rows(all_results, gemm):
+    """One row per (shape, dtype, implementation); ratios are speed-ups (other's time / this time)."""
+    rows = []
+    for (shape, dtype), results in all_results.items():
+        for name, r in results.items():
+            label = shape_label(shape).replace("x", "×")
+            if not r.ok:
+                rows.append((label, dtype, name, "–", r.status) + ("–",) * 7)
+                continue
+            spread = "–" if r.spread is None else f"{100 * r.spread:.0f}%"
+            rate = r.gflops()
+            fraction = f"{100 * rate / gemm[dtype]:.1f}%" if gemm.get(dtype) else "–"
+            diff = "–" if r.loss_rel_diff is None else f"{r.loss_rel_diff:.1e}"
+            rows.append((label, dtype, name, str(r.epochs), _fmt(1e3 * r.seconds, 4), spread,
+                         _ratio(results, r, "numpy"), _ratio(results, r, "torch"),
+                         _ratio(results, r, "sklearn"), _fmt(rate), fraction, diff))
+    return rows
+
+
+def render_table(rows, header=TABLE_HEADER):
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def versions():
+    out = {"python": platform.python_version()}
+    for label, dist in (("numpy", "numpy"), ("numba", "numba"), ("scipy", "scipy"),
+                        ("scikit-learn", "scikit-learn"), ("torch", "torch"),
+                        ("threadpoolctl", "threadpoolctl"), ("matplotlib", "matplotlib")):
+        try:
+            out[label] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[label] = "not installed"
+    out["shallownet"] = shallownet.__version__
+    return out
+
+
+def library_lines(info):
+    """One line per BLAS / OpenMP library that threadpoolctl found loaded."""
+    lines = []
+    for lib in info:
+        filepath = lib.get("filepath") or "?"
+        # the part after site-packages names the package that ships the library
+        where = filepath.split("site-packages" + os.sep, 1)[-1]
+        details = [f"{k}={lib[k]}" for k in ("architecture", "threading_layer", "num_threads")
+                   if lib.get(k) is not None]
+        name = " ".join(str(x) for x in (lib.get("internal_api"), lib.get("version")) if x)
+        lines.append(f"{lib.get('user_api')}: {name} ({', '.join(details)}) from {where}")
+    return lines
+
+
+def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems):
+    cores = usable_cores()
+    lines = [
+        "# shallownet training speed",
+        "",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}  ",
+        f"Command: `{args_line}`",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {cpu_model()}",
+        f"- cores usable by this process: {cores} (os.cpu_count() = {os.cpu_count()})",
+        f"- threads used: {threads} (fit n_threads, BLAS via threadpoolctl, torch.set_num_threads)",
+        f"- platform: {platform.platform()}",
+    ]
+    lines += [f"- {line}" for line in library_lines(blas_info)]
+    lines += ["", "## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in versions().items()]
+    lines += [
+        "",
+        "## Method",
+        "",
+        f"k = {K}, activation {ACTIVATION}, learning rate {LEARNING_RATE}, full-batch gradient descent; "
+        "X standard normal, y = sin(X w) + 0.1 noise. Each implementation: one warm-up call of "
+        f"{WARMUP_EPOCHS} epochs (not timed; compilation excluded), then repeated calls of `epochs` epochs; "
+        "ms/epoch is the median over the repeats of call time / epochs, spread is (max - min) / median.",
+        "",
+        "- vs X: speed-up over X measured in this run (X's ms/epoch / this row's); > 1 is faster.",
+        "- GFLOP/s count the matrix products only: 2 n h (2 d + 3 k) per epoch "
+        "(X W1, a1 W2, a1ᵀ dL/dyhat, dL/dyhat W2ᵀ, Xᵀ dL/dz1); element-wise work is not counted.",
+        "- % of GEMM: that rate over numpy.matmul's on two "
+        f"{gemm_size}×{gemm_size} matrices of the same dtype, same threads, this run: "
+        + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in gemm.items()) + ".",
+        "- loss Δ vs numpy: relative difference of the loss after one step (from the same initial "
+        "weights) to the NumPy backend's; sklearn starts elsewhere and reports half the MSE, so none.",
+        "- sklearn: MLPRegressor(solver='sgd', batch_size=n, momentum=0, alpha=0, shuffle=False, "
+        "tol=0, no early stopping): a speed comparison only.",
+        "- torch: eager nn.Linear / nn.Tanh / nn.MSELoss, autograd, torch.optim.SGD, full batch.",
+        "",
+        "## Results",
+        "",
+        table,
+    ]
+    if problems:
+        lines += ["", "## Not timed", ""] + [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(path, all_results, dtypes, threads):
+    """Speed-up over the NumPy backend against n*d*h, one line per implementation, one panel per dtype.
+
+    Returns None when written, else the reason it was not.
+    """
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global backend state is touched
+        from matplotlib.ticker import FuncFormatter, NullLocator
+    except ImportError:
+        return "matplotlib is not installed"
+    fig = Figure(figsize=(6.5 * len(dtypes), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(dtypes), squeeze=False)[0]
+    plotted = False
+    for ax, dtype in zip(axes, dtypes):
+        cases = sorted(((shape, results) for (shape, dt), results in all_results.items() if dt == dtype),
+                       key=lambda item: math.prod(item[0]))
+        for name in ALL_IMPLEMENTATIONS:
+            if name == "numpy":
+                continue
+            points = [(math.prod(shape), results["numpy"].seconds / results[name].seconds)
+                      for shape, results in cases
+                      if name in results and results[name].ok and "numpy" in results and results["numpy"].ok]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", label=name)
+                plotted = True
+        ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="numpy backend")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if cases:  # one tick per measured shape, named by it
+            ax.set_xticks([math.prod(shape) for shape, _ in cases],
+                          [shape_label(shape).replace("x", "×") for shape, _ in cases],
+                          rotation=30, ha="right", fontsize="small")
+            ax.xaxis.set_minor_locator(NullLocator())
+        times = FuncFormatter(lambda value, _: f"{value:g}×")
+        ax.yaxis.set_major_formatter(times)
+        ax.yaxis.set_minor_formatter(times)
+        ax.set_xlabel("problem size n·d·h (ticks: n×d×h)")
+        ax.set_ylabel("speed-up over the NumPy backend (×)")
+        ax.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}, tanh, k={K}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    if not plotted:
+        return "nothing to plot: the NumPy backend (the reference) or every other implementation is missing"
+    fig.suptitle(f"shallownet fit() speed-up per epoch — {cpu_model()}")
+    fig.savefig(path, dpi=120)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+def _parse_shapes(tokens):
+    """Preset names and/or n x d x h triples (space- or comma-separated)."""
+    shapes, presets = [], []
+    for token in tokens:
+        for item in filter(None, token.split(",")):
+            if item in PRESETS:
+                presets.append(item)
+                shapes.extend(PRESETS[item].shapes)
+                continue
+            parts = item.lower().split("x")
+            try:
+                triple = tuple(int(p) for p in parts)
+            except ValueError:
+                triple = ()
+            if len(triple) != 3 or min(triple) < 1:
+                raise argparse.ArgumentTypeError(
+                    f"shape {item!r} is neither a preset ({', '.join(PRESETS)}) nor n x d x h "
+                    "with three positive integers, like 1000x1x16")
+            shapes.append(triple)
+    return list(dict.fromkeys(shapes)), presets
+
+
+def _parse_names(tokens):
+    names = [item for token in tokens for item in token.split(",") if item]
+    unknown = sorted(set(names) - set(ALL_IMPLEMENTATIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown implementation(s) {unknown}; choose from {', '.join(ALL_IMPLEMENTATIONS)}")
+    return [n for n in ALL_IMPLEMENTATIONS if n in names]  # table order, no duplicates
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_int_or(word):
+    """A parser of a positive integer, or of ``word`` meaning None (the default)."""
+    def parse(text):
+        if text == word:
+            return None
+        try:
+            return _positive_int(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected a positive integer or {word!r}, got {text!r}") from None
+    return parse
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m shallownet.bench",
+        description="Time one epoch of shallownet.fit() per backend, against scikit-learn and PyTorch.")
+    parser.add_argument("--shapes", nargs="+", default=["quick"], metavar="SHAPE",
+                        help="preset 'quick' (seconds) or 'full', and/or shapes n x d x h like "
+                             "1000x1x16 (default: quick)")
+    parser.add_argument("--epochs", type=_positive_int_or("auto"), default=None, metavar="E|auto",
+                        help="epochs per timed call (default auto: each call lasts --min-time)")
+    parser.add_argument("--min-time", type=float, default=None, metavar="SECONDS",
+                        help="with --epochs auto, the least duration of a timed call "
+                             f"(default: {PRESETS['quick'].min_time} for quick only, else "
+                             f"{EXPLICIT_SHAPES_MIN_TIME})")
+    parser.add_argument("--repeats", type=_positive_int, default=5,
+                        help="timed calls per implementation and shape; the median is reported (default 5)")
+    parser.add_argument("--threads", type=_positive_int_or("all"), default=None, metavar="N|all",
+                        help=f"threads for every implementation (default all: {usable_cores()} here)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64")
+    parser.add_argument("--backends", nargs="+", default=list(ALL_IMPLEMENTATIONS), metavar="NAME",
+                        help=f"implementations to run, from {', '.join(ALL_IMPLEMENTATIONS)} (default all)")
+    parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
+                        help="size of the reference GEMM (default 4096, or 1024 for quick only)")
+    parser.add_argument("--markdown", metavar="PATH", help="write the results with machine info as Markdown")
+    parser.add_argument("--plot", metavar="PATH.png", help="write a PNG of speed-up over the NumPy backend")
+    return parser
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shapes, presets = _parse_shapes(args.shapes)
+        names = _parse_names(args.backends)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    # the quick preset alone gets its short timings; anything else is measured properly
+    quick_only = set(presets) == {"quick"} and set(shapes) <= set(PRESETS["quick"].shapes)
+    min_time = args.min_time if args.min_time is not None else (
+        PRESETS["quick"].min_time if quick_only else EXPLICIT_SHAPES_MIN_TIME)
+    gemm_size = args.gemm_size or (PRESETS["quick"].gemm_size if quick_only else EXPLICIT_SHAPES_GEMM_SIZE)
+    threads = args.threads or usable_cores()
+    dtypes = [np.dtype(t).name for t in DTYPES[args.dtype]]
+
+    missing = {name: unavailable_reason(name) for name in names}
+    missing = {name: why for name, why in missing.items() if why is not None}
+    for name, why in missing.items():
+        _log(f"{name}: not available ({why})")
+
+    blas_info = threadpool_info()  # before our limits, as the install configures it
+    all_results = {}
+    with threadpool_limits(limits=threads, user_api="blas"):
+        gemm = {}
+        for dtype in dtypes:
+            gemm[dtype] = gemm_gflops(dtype, gemm_size, min(args.repeats, 3))
+            _log(f"{'D' if dtype == 'float64' else 'S'}GEMM {gemm_size}^3 on {threads} threads: "
+                 f"{gemm[dtype]:.1f} GFLOP/s")
+        for shape in shapes:
+            for dtype in dtypes:
+                X, y = make_data(shape[0], shape[1], dtype)
+                results = {}
+                for name in names:
+                    if name in missing:
+                        results[name] = Result(name, shape, dtype, "not available", reason=missing[name])
+                        continue
+                    r = measure(name, shape, X, y, threads, args.repeats, args.epochs, min_time)
+                    results[name] = r
+                    if r.ok:
+                        _log(f"{shape_label(shape):>16} {dtype} {name:>7}: {1e3 * r.seconds:10.4g} ms/epoch "
+                             f"({r.epochs} epochs x {args.repeats}; warm-up {r.warmup_seconds:.2f} s)")
+                    else:
+                        _log(f"{shape_label(shape):>16} {dtype} {name:>7}: ERROR {r.reason}")
+                ref = results.get("numpy")
+                for r in results.values():
+                    if (r.ok and ref is not None and ref.ok and r.check_loss is not None
+                            and ref.check_loss is not None):
+                        r.loss_rel_diff = abs(r.check_loss - ref.check_loss) / abs(ref.check_loss)
+                all_results[(shape, dtype)] = results
+                del X, y
+
+    table = render_table(table_rows(all_results, gemm))
+    problems = [f"{name}: not available: {why}" for name, why in missing.items()]
+    errors = [r for results in all_results.values() for r in results.values() if r.status == "error"]
+    problems += [f"{r.name} at {shape_label(r.shape)} {r.dtype}: error: {r.reason}" for r in errors]
+    # float32 steps differ from float64 ones by rounding of ~1e-7 relative; 1e-3 means a wrong gradient
+    tolerance = {"float64": 1e-8, "float32": 1e-3}
+    mismatches = [r for results in all_results.values() for r in results.values()
+                  if r.loss_rel_diff is not None and r.loss_rel_diff > tolerance[r.dtype]]
+    problems += [f"{r.name} at {shape_label(r.shape)} {r.dtype}: loss after one step differs from the "
+                 f"NumPy backend's by {r.loss_rel_diff:.1e} (relative)" for r in mismatches]
+
+    print(f"GEMM {gemm_size}^3, {threads} threads: "
+          + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in gemm.items()))
+    print(f"GFLOP/s count 2 n h (2 d + 3 k) per epoch; vs X = X's ms/epoch / this row's (> 1: faster)")
+    print(table)
+    for p in problems:
+        print(f"note: {p}")
+
+    if args.markdown:
+        args_line = "python -m shallownet.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems))
+        _log(f"wrote {args.markdown}")
+    if args.plot:
+        why_not = write_plot(args.plot, all_results, dtypes, threads)
+        _log(f"plot not written: {why_not}" if why_not else f"wrote {args.plot}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

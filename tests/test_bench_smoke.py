@@ -1,0 +1,69 @@
+"""`python -m shallownet.bench` runs end to end: a quick preset, 2 epochs, 1 repeat."""
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+import shallownet
+from shallownet.backends import BACKENDS
+from shallownet.bench import PRESETS, shape_label
+
+QUICK_SHAPES = [shape_label(s).replace("x", "×") for s in PRESETS["quick"].shapes]
+
+
+def _results_table(markdown):
+    """The rows of the table under '## Results' as dicts keyed by the header."""
+    lines = markdown.split("## Results", 1)[1].splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in table[2:]]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    markdown, plot = out / "bench.md", out / "bench.png"
+    # the child must import the same shallownet as this process (installed or from src/)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(shallownet.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "shallownet.bench", "--shapes", "quick", "--epochs", "2", "--repeats", "1",
+         "--markdown", str(markdown), "--plot", str(plot)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr}"
+    return markdown, plot, proc
+
+
+def test_markdown_has_a_timed_row_per_available_backend(bench_run):
+    markdown, _, _ = bench_run
+    text = markdown.read_text(encoding="utf-8")
+    for section in ("## Machine", "## Versions", "## Method", "## Results"):
+        assert section in text
+    rows = _results_table(text)
+    available = shallownet.available_backends()
+    assert "numpy" in available
+    for backend in available:
+        for shape in QUICK_SHAPES:
+            matches = [r for r in rows if r["impl"] == backend and r["shape n×d×h"] == shape
+                       and r["dtype"] == "float64"]
+            assert len(matches) == 1, (backend, shape, matches)
+            ms = float(matches[0]["ms/epoch"])  # a number, not "error" or "not available"
+            assert math.isfinite(ms) and ms > 0, (backend, shape, ms)
+            assert float(matches[0]["GFLOP/s"]) > 0
+    for backend in set(BACKENDS) - set(available):  # listed, never timed
+        missing = [r for r in rows if r["impl"] == backend]
+        assert missing and all(r["ms/epoch"] == "not available" for r in missing), missing
+    assert not any(r["ms/epoch"] == "error" for r in rows)
+
+
+def test_plot_written(bench_run):
+    _, plot, proc = bench_run
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed: the bench writes no plot")
+    assert plot.exists(), proc.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
