@@ -111,7 +111,8 @@ def test_tanh_is_exactly_odd_and_saturates(compiled_backend):
     b, _ = module.apply_activation(-z, ACTIVATION_TABLE["tanh"].code)
     assert np.array_equal(a, -b)
     assert a[-1] == 1.0
-    assert np.all(np.diff(a) >= 0)
+    # monotone up to the approximation's few-ulp error (it is not correctly rounded)
+    assert np.all(np.diff(a) >= -4 * np.spacing(a[1:]))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
