@@ -58,6 +58,8 @@ from .backends import BACKENDS, resolve_backend
 K = 1                      # outputs
 ACTIVATION = "tanh"
 LEARNING_RATE = 0.01
+ADAM_BATCH = 200             # --optimizer adam: scikit-learn's default minibatch
+ADAM_LEARNING_RATE = 0.001   # and its default Adam step
 WARMUP_EPOCHS = 2          # epoch 1's loss is taken after one step: it checks the gradients
 SEED = 0
 MAX_EPOCHS = 100_000       # upper bound of the automatic choice of E
@@ -115,28 +117,34 @@ def shape_label(shape):
 # is not comparable.
 
 def _shallownet_factory(backend):
-    def make(X, y, hidden, threads):
+    def make(X, y, hidden, threads, optimizer="gd"):
+        extra = {} if optimizer == "gd" else dict(optimizer=optimizer, batch_size=ADAM_BATCH,
+                                                  learning_rate=ADAM_LEARNING_RATE)
         def run(epochs):
-            model = shallownet.fit(X, y, hidden=hidden, activation=ACTIVATION,
-                                   learning_rate=LEARNING_RATE, epochs=epochs, backend=backend,
-                                   random_state=SEED, dtype=X.dtype, n_threads=threads)
+            model = shallownet.fit(X, y, **dict(dict(
+                hidden=hidden, activation=ACTIVATION, learning_rate=LEARNING_RATE, epochs=epochs,
+                backend=backend, random_state=SEED, dtype=X.dtype, n_threads=threads), **extra))
             return float(model.loss_curve[-1])
         return run
     return make
 
 
-def _sklearn_factory(X, y, hidden, threads):
+def _sklearn_factory(X, y, hidden, threads, optimizer="gd"):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
 
     n = X.shape[0]
+    if optimizer == "gd":  # the seed's full-batch gradient descent
+        settings = dict(solver="sgd", alpha=0.0, batch_size=n, learning_rate="constant",
+                        learning_rate_init=LEARNING_RATE, shuffle=False, momentum=0.0,
+                        nesterovs_momentum=False)
+    else:  # scikit-learn's defaults: Adam on shuffled minibatches of 200
+        settings = dict(solver="adam", batch_size=ADAM_BATCH, learning_rate_init=ADAM_LEARNING_RATE)
 
     def run(epochs):
-        est = MLPRegressor(hidden_layer_sizes=(hidden,), activation=ACTIVATION, solver="sgd",
-                           alpha=0.0, batch_size=n, learning_rate="constant",
-                           learning_rate_init=LEARNING_RATE, max_iter=epochs, shuffle=False,
-                           momentum=0.0, nesterovs_momentum=False, early_stopping=False,
-                           tol=0.0, n_iter_no_change=2**31 - 1, random_state=SEED)
+        est = MLPRegressor(hidden_layer_sizes=(hidden,), activation=ACTIVATION, max_iter=epochs,
+                           early_stopping=False, tol=0.0, n_iter_no_change=2**31 - 1,
+                           random_state=SEED, **settings)
         with warnings.catch_warnings():
             # max_iter is reached on purpose
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -145,7 +153,7 @@ def _sklearn_factory(X, y, hidden, threads):
     return run
 
 
-def _torch_factory(X, y, hidden, threads):
+def _torch_factory(X, y, hidden, threads, optimizer="gd"):
     import torch
     from torch import nn
 
@@ -163,13 +171,25 @@ def _torch_factory(X, y, hidden, threads):
             model[0].bias.copy_(torch.from_numpy(b1))
             model[2].weight.copy_(torch.from_numpy(W2.T.copy()))
             model[2].bias.copy_(torch.from_numpy(b2))
-        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
         loss_fn = nn.MSELoss()
+        if optimizer == "adam":  # shuffled minibatches, as a PyTorch user writes it
+            opt = torch.optim.Adam(model.parameters(), lr=ADAM_LEARNING_RATE)
+            generator = torch.Generator().manual_seed(SEED)
+            for _ in range(epochs):
+                order = torch.randperm(X_t.shape[0], generator=generator)
+                for start in range(0, X_t.shape[0], ADAM_BATCH):
+                    rows = order[start:start + ADAM_BATCH]
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(X_t[rows]), Y_t[rows])
+                    loss.backward()
+                    opt.step()
+            return None  # its own shuffles: not comparable with shallownet's loss
+        opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
         for _ in range(epochs):
-            optimizer.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(X_t), Y_t)
             loss.backward()
-            optimizer.step()
+            opt.step()
         return loss.item()
     return run
 
@@ -249,12 +269,12 @@ def choose_epochs(run, min_time, max_epochs=MAX_EPOCHS):
     return max(1, min(max_epochs, math.ceil(min_time * epochs / elapsed)))
 
 
-def measure(name, shape, X, y, threads, repeats, epochs, min_time):
+def measure(name, shape, X, y, threads, repeats, epochs, min_time, optimizer="gd"):
     """Warm up, choose E, time ``repeats`` calls; return a Result (never raises for a failing run)."""
     dtype = X.dtype.name
     result = Result(name, shape, dtype, status="ok")
     try:
-        run = FACTORIES[name](X, y, shape[2], threads)
+        run = FACTORIES[name](X, y, shape[2], threads, optimizer)
         result.warmup_seconds, result.check_loss = _timed(run, WARMUP_EPOCHS)
         result.epochs = epochs if epochs is not None else choose_epochs(run, min_time)
         for _ in range(repeats):
@@ -376,7 +396,7 @@ def library_lines(info):
     return lines
 
 
-def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems):
+def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems, optimizer="gd"):
     cores = usable_cores()
     lines = [
         "# shallownet training speed",
@@ -398,7 +418,11 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
         "",
         "## Method",
         "",
-        f"k = {K}, activation {ACTIVATION}, learning rate {LEARNING_RATE}, full-batch gradient descent; "
+        (f"k = {K}, activation {ACTIVATION}, learning rate {LEARNING_RATE}, full-batch gradient descent; "
+         if optimizer == "gd" else
+         f"k = {K}, activation {ACTIVATION}, Adam (learning rate {ADAM_LEARNING_RATE}) on shuffled "
+         f"minibatches of {ADAM_BATCH} (scikit-learn: its default MLPRegressor; PyTorch: torch.optim.Adam "
+         "over torch.randperm batches); ") +
         "X standard normal, y = sin(X w) + 0.1 noise. Each implementation: one warm-up call of "
         f"{WARMUP_EPOCHS} epochs (not timed; compilation excluded), then repeated calls of `epochs` epochs; "
         "ms/epoch is the median over the repeats of call time / epochs, spread is (max - min) / median.",
@@ -548,6 +572,9 @@ def build_parser():
     parser.add_argument("--threads", type=_positive_int_or("all"), default=None, metavar="N|all",
                         help=f"threads for every implementation (default all: {usable_cores()} here)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float64")
+    parser.add_argument("--optimizer", choices=("gd", "adam"), default="gd",
+                        help="gd: the seed's full-batch gradient descent everywhere; adam: Adam on "
+                             f"shuffled minibatches of {ADAM_BATCH} (scikit-learn's default MLPRegressor)")
     parser.add_argument("--backends", nargs="+", default=list(ALL_IMPLEMENTATIONS), metavar="NAME",
                         help=f"implementations to run, from {', '.join(ALL_IMPLEMENTATIONS)} (default all)")
     parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
@@ -598,7 +625,8 @@ def main(argv=None):
                     if name in missing:
                         results[name] = Result(name, shape, dtype, "not available", reason=missing[name])
                         continue
-                    r = measure(name, shape, X, y, threads, args.repeats, args.epochs, min_time)
+                    r = measure(name, shape, X, y, threads, args.repeats, args.epochs, min_time,
+                                args.optimizer)
                     results[name] = r
                     if r.ok:
                         _log(f"{shape_label(shape):>16} {dtype} {name:>7}: {1e3 * r.seconds:10.4g} ms/epoch "
@@ -634,7 +662,8 @@ def main(argv=None):
     if args.markdown:
         args_line = "python -m shallownet.bench " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems))
+            f.write(render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems,
+                                    args.optimizer))
         _log(f"wrote {args.markdown}")
     if args.plot:
         why_not = write_plot(args.plot, all_results, dtypes, threads)
