@@ -1,0 +1,555 @@
+/* The vectorised C loops of the Cython kernels (docs/kernels.md): the
+ * activations and the loops over one tile of samples.
+ *
+ * Tiles are feature-major: Zt[j*mp + i] is hidden unit j of sample i of the
+ * tile, in rows of mp samples, mp a multiple of SN_LANES = 32 (the padding
+ * samples are zero in Xt and Yt). Every loop runs over samples, contiguous,
+ * whatever d, h, k are (h = 1 vectorises as well as h = 64). Where a row
+ * stride ld_* is separate, the tile is a window of a wider tile.
+ *
+ *   sn_activation_{d,f}(code, rows, cols, z_gprime, ld_z, a, ld_a)
+ *                                                 a = g(z), z_gprime := g'(z)
+ *   sn_transpose_{d,f}(m, cols, mp, src, dst)     dst = src^T, zero-padded
+ *   sn_forward_{d,f}(d, h, mp, Xt, W1, b1, Zt)    Zt = W1^T Xt + b1
+ *   sn_output_backward_{d,f}(...)                 loss, dL/dyhat, grad_b2,
+ *                                                 grad_W2, dL/dz1, grad_b1
+ *   sn_grad_W1_{d,f}(d, h, mp, Xt, DZt, grad_W1)  grad_W1 += Xt DZt^T
+ * (d: double, f: float). Activation codes: 0 identity, 1 relu, 2 tanh,
+ * 3 sigmoid, as in src/shallownet/_activations.py.
+ *
+ * Activations: tanh and sigmoid are computed in double (a float tile converts
+ * in and out) from expm1/exp built without any libm call, so the loops
+ * vectorise; a call per element would stop the compiler from vectorising the
+ * loop around it.
+ *
+ * Instruction sets: each function is compiled for AVX-512 (x86-64-v4), AVX2 +
+ * FMA (x86-64-v3) and the baseline (SSE2 on x86-64), and sn_select_isa(),
+ * called once at import, picks the best the CPU supports; a portable wheel thus
+ * still runs 8 doubles wide here. The sample loops use that ISA's native vector
+ * type, SN_LANES / (lanes per register) registers per block of 32 samples:
+ * GCC's auto-vectoriser left such loops partly scalar or shuffling, and vector
+ * types wider than a register were spilled to the stack. Every sum over
+ * samples accumulates in the same 32 lanes and ends in the same fixed tree,
+ * whatever the register width; only FMA contraction (absent on the baseline)
+ * can change a last bit from one CPU to another, never from one run or thread
+ * count to another.
+ */
+#if !defined(SN_T)   /* ---------------- first inclusion: common part ---------------- */
+#ifndef SHALLOWNET_ACTIVATIONS_H
+#define SHALLOWNET_ACTIVATIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "shallownet's kernels use GCC/Clang vector extensions: build with GCC or Clang"
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SN_X86 1
+#endif
+
+/* samples per block: tiles are padded to whole blocks. 32 gives every sum over
+ * samples 4 independent registers even with AVX-512 doubles, enough to hide
+ * the FMA latency. */
+#define SN_LANES 32
+
+#define SN_IDENTITY 0
+#define SN_RELU 1
+#define SN_TANH 2
+#define SN_SIGMOID 3
+
+/* exp(708) ~ 3e307 is the largest power we build: 2**m stays a normal number */
+#define SN_EXP_LIMIT 708.0
+#define SN_INV_LN2 1.4426950408889634074
+/* Cody-Waite split of ln 2 (fdlibm): m * SN_LN2_HI is exact for |m| < 2**21 */
+#define SN_LN2_HI 6.93147180369123816490e-01
+#define SN_LN2_LO 1.90821492927058770002e-10
+/* adding 1.5 * 2**52 rounds to an integer and leaves it in the low mantissa bits */
+#define SN_SHIFT 6755399441055744.0
+/* past 20, tanh rounds to +-1 in double (1 - tanh(20) ~ 8e-18) */
+#define SN_TANH_SATURATE 20.0
+
+#define SN_INLINE static inline __attribute__((always_inline))
+/* the loops over the registers of a block must vanish into straight code, or
+ * the block goes through the stack */
+#define SN_UNROLL _Pragma("GCC unroll 16")
+
+/* x / ln 2 rounded to the integer m, r = x - m ln 2 with |r| <= ln(2)/2,
+ * s = 2**m, p = expm1(r); then exp(x) = s p + s and expm1(x) = s p + (s - 1).
+ * x must already lie in [-SN_EXP_LIMIT, SN_EXP_LIMIT] (or be NaN, which
+ * propagates through p). */
+SN_INLINE void sn_exp_parts(double x, double *s, double *p)
+{
+    double kd = x * SN_INV_LN2 + SN_SHIFT;
+    double m = kd - SN_SHIFT;
+    double r = (x - m * SN_LN2_HI) - m * SN_LN2_LO;
+    /* Taylor series of expm1 to degree 13: the next term is below 1e-17 relative */
+    double q = 1.0 / 6227020800.0;                 /* 1/13! */
+    q = 1.0 / 479001600.0 + r * q;                 /* 1/12! */
+    q = 1.0 / 39916800.0 + r * q;
+    q = 1.0 / 3628800.0 + r * q;
+    q = 1.0 / 362880.0 + r * q;
+    q = 1.0 / 40320.0 + r * q;
+    q = 1.0 / 5040.0 + r * q;
+    q = 1.0 / 720.0 + r * q;
+    q = 1.0 / 120.0 + r * q;
+    q = 1.0 / 24.0 + r * q;
+    q = 1.0 / 6.0 + r * q;
+    q = 0.5 + r * q;
+    *p = r + r * r * q;
+    /* the low bits of kd hold m (two's complement); m + 1023 shifted into the
+     * exponent field is 2**m. memcpy is the portable bit cast; it compiles to
+     * nothing and keeps the loop vectorisable. */
+    uint64_t bits;
+    memcpy(&bits, &kd, sizeof bits);
+    bits = (bits + 1023) << 52;
+    memcpy(s, &bits, sizeof bits);
+}
+
+SN_INLINE double sn_clamp_exp_arg(double x)
+{
+    /* written so that NaN passes through both comparisons unchanged */
+    x = x < -SN_EXP_LIMIT ? -SN_EXP_LIMIT : x;
+    return x > SN_EXP_LIMIT ? SN_EXP_LIMIT : x;
+}
+
+SN_INLINE double sn_expm1(double x)
+{
+    double s, p;
+    sn_exp_parts(sn_clamp_exp_arg(x), &s, &p);
+    return s * p + (s - 1.0);   /* exactly p when m = 0: full accuracy near 0 */
+}
+
+SN_INLINE double sn_exp(double x)
+{
+    double s, p;
+    sn_exp_parts(sn_clamp_exp_arg(x), &s, &p);
+    return s * p + s;
+}
+
+/* tanh(z) = sign(z) e / (e + 2) with e = expm1(2 |z|): no cancellation near 0 */
+SN_INLINE double sn_tanh(double z)
+{
+    double a = __builtin_fabs(z);
+    a = a > SN_TANH_SATURATE ? SN_TANH_SATURATE : a;   /* NaN passes */
+    double e = sn_expm1(2.0 * a);
+    return __builtin_copysign(e / (e + 2.0), z);
+}
+
+/* Below z = -708 this returns exp(-708) ~ 3.3e-308 instead of the true tiny
+ * value: an absolute error under 3.3e-308, and no branch in the loop. */
+SN_INLINE double sn_sigmoid(double z)
+{
+    return 1.0 / (1.0 + sn_exp(-z));
+}
+
+/* 0 baseline, 1 AVX2 + FMA, 2 AVX-512; written once, by sn_select_isa() at
+ * import (before any thread runs a kernel), then only read. */
+static int sn_isa_level = 0;
+
+static const char *sn_select_isa(void)
+{
+#ifdef SN_X86
+    __builtin_cpu_init();   /* libgcc checks that the OS saves the AVX state too */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        sn_isa_level = 2;
+        return "avx512";
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        sn_isa_level = 1;
+        return "avx2";
+    }
+#endif
+    sn_isa_level = 0;
+    return "baseline";
+}
+
+#define SN_CAT3_(a, b, c) a##_##b##_##c
+#define SN_CAT3(a, b, c) SN_CAT3_(a, b, c)
+#define SN_CAT2_(a, b) a##_##b
+#define SN_CAT2(a, b) SN_CAT2_(a, b)
+
+/* Instantiate every loop for each element type (SN_T, suffix SN_TS) and ISA
+ * (suffix SN_ISA, vector bytes SN_VBYTES, function attribute SN_TARGET). */
+#define SN_T double
+#define SN_TS d
+#define SN_ISA base
+#define SN_VBYTES 16
+#define SN_TARGET
+#include "_activations.h"
+#undef SN_ISA
+#undef SN_VBYTES
+#undef SN_TARGET
+#ifdef SN_X86
+#define SN_ISA avx2
+#define SN_VBYTES 32
+#define SN_TARGET __attribute__((target("arch=x86-64-v3")))
+#include "_activations.h"
+#undef SN_ISA
+#undef SN_VBYTES
+#undef SN_TARGET
+#define SN_ISA avx512
+#define SN_VBYTES 64
+#define SN_TARGET __attribute__((target("arch=x86-64-v4")))
+#include "_activations.h"
+#undef SN_ISA
+#undef SN_VBYTES
+#undef SN_TARGET
+#endif
+#define SN_DISPATCH 1
+#include "_activations.h"
+#undef SN_DISPATCH
+#undef SN_T
+#undef SN_TS
+
+#define SN_T float
+#define SN_TS f
+#define SN_ISA base
+#define SN_VBYTES 16
+#define SN_TARGET
+#include "_activations.h"
+#undef SN_ISA
+#undef SN_VBYTES
+#undef SN_TARGET
+#ifdef SN_X86
+#define SN_ISA avx2
+#define SN_VBYTES 32
+#define SN_TARGET __attribute__((target("arch=x86-64-v3")))
+#include "_activations.h"
+#undef SN_ISA
+#undef SN_VBYTES
+#undef SN_TARGET
+#define SN_ISA avx512
+#define SN_VBYTES 64
+#define SN_TARGET __attribute__((target("arch=x86-64-v4")))
+#include "_activations.h"
+#undef SN_ISA
+#undef SN_VBYTES
+#undef SN_TARGET
+#endif
+#define SN_DISPATCH 1
+#include "_activations.h"
+#undef SN_DISPATCH
+#undef SN_T
+#undef SN_TS
+
+#endif /* SHALLOWNET_ACTIVATIONS_H */
+
+#elif !defined(SN_DISPATCH)   /* ------ one element type on one ISA ------ */
+
+#define SN_FN(name) SN_CAT3(name, SN_TS, SN_ISA)
+#define SN_V SN_FN(sn_vec)
+#define SN_VL ((int) (SN_VBYTES / sizeof(SN_T)))   /* lanes per register */
+#define SN_NV (SN_LANES / SN_VL)                  /* registers per block */
+/* hidden units per pass of sn_forward and sn_grad_W1: they share each load of
+ * Xt, and SN_JB * SN_NV = 8 independent accumulators keep the FMA units busy */
+#define SN_JB (SN_NV >= 8 ? 1 : 8 / SN_NV)
+
+typedef SN_T SN_V __attribute__((vector_size(SN_VBYTES)));
+
+/* A block is SN_LANES samples held in SN_NV registers: b[v] holds samples
+ * v*SN_VL ... v*SN_VL + SN_VL - 1 of the block. */
+#define SN_LOAD(block, ptr) \
+    SN_UNROLL for (int v_ = 0; v_ < SN_NV; v_++) memcpy(&(block)[v_], (ptr) + v_ * SN_VL, sizeof(SN_V))
+#define SN_STORE(ptr, block) \
+    SN_UNROLL for (int v_ = 0; v_ < SN_NV; v_++) memcpy((ptr) + v_ * SN_VL, &(block)[v_], sizeof(SN_V))
+#define SN_SPLAT(block, scalar) \
+    SN_UNROLL for (int v_ = 0; v_ < SN_NV; v_++) (block)[v_] = (SN_V){0} + (scalar)
+
+/* The SN_LANES lanes of a block summed as a tree, lane[l] += lane[l + width]
+ * for width = SN_LANES/2, ..., 1: the same order on every ISA. The widths of
+ * whole registers are register additions; only the last log2(SN_VL) levels
+ * run on scalars. */
+SN_TARGET SN_INLINE SN_T SN_FN(sn_sum_block)(const SN_V *block)
+{
+    SN_V r[SN_NV];
+    SN_T lane[SN_VL];
+    SN_UNROLL for (int v = 0; v < SN_NV; v++)
+        r[v] = block[v];
+    SN_UNROLL for (int width = SN_NV / 2; width >= 1; width /= 2)
+        SN_UNROLL for (int v = 0; v < width; v++)
+            r[v] += r[v + width];
+    memcpy(lane, &r[0], sizeof lane);
+    SN_UNROLL for (int width = SN_VL / 2; width >= 1; width /= 2)
+        SN_UNROLL for (int l = 0; l < width; l++)
+            lane[l] += lane[l + width];
+    return lane[0];
+}
+
+SN_TARGET SN_INLINE SN_T SN_FN(sn_dot)(const SN_T *restrict a, const SN_T *restrict b,
+                                       ptrdiff_t mp)
+{
+    SN_V acc[SN_NV], x[SN_NV], y[SN_NV];
+    SN_SPLAT(acc, 0);
+    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+        SN_LOAD(x, a + i);
+        SN_LOAD(y, b + i);
+        SN_UNROLL for (int v = 0; v < SN_NV; v++)
+            acc[v] += x[v] * y[v];
+    }
+    return SN_FN(sn_sum_block)(acc);
+}
+
+SN_TARGET static void SN_FN(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t cols,
+                                           SN_T *restrict z_gprime, ptrdiff_t ld_z,
+                                           SN_T *restrict a, ptrdiff_t ld_a)
+{
+    for (ptrdiff_t row = 0; row < rows; row++) {
+        SN_T *zg = z_gprime + row * ld_z, *ar = a + row * ld_a;
+        ptrdiff_t i;
+        switch (code) {
+        case SN_IDENTITY:
+            for (i = 0; i < cols; i++) {
+                ar[i] = zg[i];
+                zg[i] = 1;
+            }
+            break;
+        case SN_RELU:
+            for (i = 0; i < cols; i++) {
+                SN_T z = zg[i];
+                ar[i] = z < 0 ? 0 : z;           /* NaN passes, as np.maximum */
+                zg[i] = z > 0 ? 1 : 0;
+            }
+            break;
+        case SN_TANH:
+            for (i = 0; i < cols; i++) {
+                double t = sn_tanh((double) zg[i]);
+                ar[i] = (SN_T) t;
+                zg[i] = (SN_T) (1.0 - t * t);
+            }
+            break;
+        case SN_SIGMOID:
+            for (i = 0; i < cols; i++) {
+                double sg = sn_sigmoid((double) zg[i]);
+                ar[i] = (SN_T) sg;
+                zg[i] = (SN_T) (sg * (1.0 - sg));
+            }
+            break;
+        }
+    }
+}
+
+/* Zt[j, :] = b1[j] + sum_p W1[p, j] Xt[p, :] for `units` hidden units from j
+ * (a constant once inlined) */
+SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, ptrdiff_t j, ptrdiff_t d,
+                                                 ptrdiff_t h, ptrdiff_t mp,
+                                                 const SN_T *restrict Xt,
+                                                 const SN_T *restrict W1,
+                                                 const SN_T *restrict b1, SN_T *restrict Zt)
+{
+    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+        SN_V z[SN_JB][SN_NV], x[SN_NV];
+        SN_UNROLL for (int u = 0; u < units; u++)
+            SN_SPLAT(z[u], b1[j + u]);
+        for (ptrdiff_t p = 0; p < d; p++) {
+            SN_LOAD(x, Xt + p * mp + i);
+            SN_UNROLL for (int u = 0; u < units; u++) {
+                SN_T w = W1[p * h + j + u];
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    z[u][v] += w * x[v];
+            }
+        }
+        SN_UNROLL for (int u = 0; u < units; u++)
+            SN_STORE(Zt + (j + u) * mp + i, z[u]);
+    }
+}
+
+SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
+                                        const SN_T *restrict Xt, const SN_T *restrict W1,
+                                        const SN_T *restrict b1, SN_T *restrict Zt)
+{
+    ptrdiff_t j = 0;
+    for (; j + SN_JB <= h; j += SN_JB)
+        SN_FN(sn_forward_units)(SN_JB, j, d, h, mp, Xt, W1, b1, Zt);
+    for (; j < h; j++)
+        SN_FN(sn_forward_units)(1, j, d, h, mp, Xt, W1, b1, Zt);
+}
+
+/* Everything of a tile on the output side, given At = a1 and Gt = g'(z1)
+ * (row stride ld_g):
+ *   R = a1 W2 + b2 - Y (Y read from Yt; padding samples i >= m get R = 0),
+ *   returns sum R^2 (in double),  Yt := D = dL/dyhat = (2/n) R,
+ *   grad_b2 += sum_i D,  grad_W2 += a1^T D,
+ *   Gt := dL/dz1 = (D W2^T) * g'(z1),  grad_b1 += sum_i dL/dz1.
+ * D = 0 on the padding samples, so they add exact zeros to every gradient. */
+SN_TARGET static double SN_FN(sn_output_backward)(
+    ptrdiff_t h, ptrdiff_t k, ptrdiff_t m, ptrdiff_t mp,
+    const SN_T *restrict At, const SN_T *restrict W2, const SN_T *restrict b2,
+    SN_T two_over_n, SN_T *restrict Yt, SN_T *restrict Gt, ptrdiff_t ld_g,
+    SN_T *restrict grad_b1, SN_T *restrict grad_W2, SN_T *restrict grad_b2)
+{
+    double loss_lane[SN_LANES] = {0};
+    for (ptrdiff_t c = 0; c < k; c++) {
+        SN_T *Y_c = Yt + c * mp;
+        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+            SN_V r[SN_NV], y[SN_NV], a[SN_NV];
+            SN_SPLAT(r, b2[c]);
+            SN_LOAD(y, Y_c + i);
+            SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                r[v] -= y[v];
+            for (ptrdiff_t j = 0; j < h; j++) {
+                SN_T w = W2[j * k + c];
+                SN_LOAD(a, At + j * mp + i);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    r[v] += w * a[v];
+            }
+            SN_STORE(Y_c + i, r);
+        }
+        for (ptrdiff_t i = m; i < mp; i++)
+            Y_c[i] = 0;
+        SN_V sum_D[SN_NV], D[SN_NV];
+        SN_SPLAT(sum_D, 0);
+        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+            for (int l = 0; l < SN_LANES; l++)
+                loss_lane[l] += (double) Y_c[i + l] * (double) Y_c[i + l];
+            SN_LOAD(D, Y_c + i);
+            SN_UNROLL for (int v = 0; v < SN_NV; v++) {
+                D[v] *= two_over_n;
+                sum_D[v] += D[v];
+            }
+            SN_STORE(Y_c + i, D);
+        }
+        grad_b2[c] += SN_FN(sn_sum_block)(sum_D);
+    }
+    for (ptrdiff_t j = 0; j < h; j++) {
+        const SN_T *A_j = At + j * mp;
+        SN_T *G_j = Gt + j * ld_g;
+        for (ptrdiff_t c = 0; c < k; c++)
+            grad_W2[j * k + c] += SN_FN(sn_dot)(A_j, Yt + c * mp, mp);
+        SN_V sum_dz[SN_NV], back[SN_NV], D[SN_NV], g[SN_NV];
+        SN_SPLAT(sum_dz, 0);
+        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+            SN_SPLAT(back, 0);
+            for (ptrdiff_t c = 0; c < k; c++) {
+                SN_T w = W2[j * k + c];
+                SN_LOAD(D, Yt + c * mp + i);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    back[v] += w * D[v];
+            }
+            SN_LOAD(g, G_j + i);
+            SN_UNROLL for (int v = 0; v < SN_NV; v++) {
+                back[v] *= g[v];
+                sum_dz[v] += back[v];
+            }
+            SN_STORE(G_j + i, back);
+        }
+        grad_b1[j] += SN_FN(sn_sum_block)(sum_dz);
+    }
+    for (int width = SN_LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++)
+            loss_lane[l] += loss_lane[l + width];
+    return loss_lane[0];
+}
+
+/* grad_W1[p, j] += sum_i Xt[p, i] DZt[j, i] for `units` hidden units from j */
+SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_units)(int units, ptrdiff_t j, ptrdiff_t h,
+                                                 ptrdiff_t mp, const SN_T *restrict x,
+                                                 const SN_T *restrict DZt,
+                                                 SN_T *restrict grad_W1_p)
+{
+    SN_V acc[SN_JB][SN_NV], xi[SN_NV], dz[SN_NV];
+    SN_UNROLL for (int u = 0; u < units; u++)
+        SN_SPLAT(acc[u], 0);
+    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+        SN_LOAD(xi, x + i);
+        SN_UNROLL for (int u = 0; u < units; u++) {
+            SN_LOAD(dz, DZt + (j + u) * mp + i);
+            SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                acc[u][v] += xi[v] * dz[v];
+        }
+    }
+    SN_UNROLL for (int u = 0; u < units; u++)
+        grad_W1_p[j + u] += SN_FN(sn_sum_block)(acc[u]);
+}
+
+SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
+                                        const SN_T *restrict Xt, const SN_T *restrict DZt,
+                                        SN_T *restrict grad_W1)
+{
+    for (ptrdiff_t p = 0; p < d; p++) {
+        ptrdiff_t j = 0;
+        for (; j + SN_JB <= h; j += SN_JB)
+            SN_FN(sn_grad_W1_units)(SN_JB, j, h, mp, Xt + p * mp, DZt, grad_W1 + p * h);
+        for (; j < h; j++)
+            SN_FN(sn_grad_W1_units)(1, j, h, mp, Xt + p * mp, DZt, grad_W1 + p * h);
+    }
+}
+
+#undef SN_FN
+#undef SN_V
+#undef SN_VL
+#undef SN_NV
+#undef SN_JB
+#undef SN_LOAD
+#undef SN_STORE
+#undef SN_SPLAT
+
+#else   /* ---------- SN_DISPATCH: the entry points of one element type ---------- */
+
+#define SN_PUB(name) SN_CAT2(name, SN_TS)
+#ifdef SN_X86
+#define SN_CALL(name, args)                                              \
+    do {                                                                 \
+        if (sn_isa_level == 2) SN_CAT3(name, SN_TS, avx512) args;        \
+        else if (sn_isa_level == 1) SN_CAT3(name, SN_TS, avx2) args;     \
+        else SN_CAT3(name, SN_TS, base) args;                            \
+    } while (0)
+#define SN_CALL_RETURN(name, args)                                       \
+    return sn_isa_level == 2 ? SN_CAT3(name, SN_TS, avx512) args :      \
+           sn_isa_level == 1 ? SN_CAT3(name, SN_TS, avx2) args :        \
+                               SN_CAT3(name, SN_TS, base) args
+#else
+#define SN_CALL(name, args) SN_CAT3(name, SN_TS, base) args
+#define SN_CALL_RETURN(name, args) return SN_CAT3(name, SN_TS, base) args
+#endif
+
+static void SN_PUB(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t cols,
+                                  SN_T *z_gprime, ptrdiff_t ld_z, SN_T *a, ptrdiff_t ld_a)
+{
+    SN_CALL(sn_activation, (code, rows, cols, z_gprime, ld_z, a, ld_a));
+}
+
+/* dst (cols x mp) = src (m x cols, row-major) transposed, columns m..mp zeroed
+ * (memory-bound: one version for every ISA) */
+static void SN_PUB(sn_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
+                                 const SN_T *restrict src, SN_T *restrict dst)
+{
+    for (ptrdiff_t c = 0; c < cols; c++) {
+        SN_T *row = dst + c * mp;
+        for (ptrdiff_t i = 0; i < m; i++)
+            row[i] = src[i * cols + c];
+        for (ptrdiff_t i = m; i < mp; i++)
+            row[i] = 0;
+    }
+}
+
+static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp, const SN_T *Xt,
+                               const SN_T *W1, const SN_T *b1, SN_T *Zt)
+{
+    SN_CALL(sn_forward, (d, h, mp, Xt, W1, b1, Zt));
+}
+
+static double SN_PUB(sn_output_backward)(
+    ptrdiff_t h, ptrdiff_t k, ptrdiff_t m, ptrdiff_t mp,
+    const SN_T *At, const SN_T *W2, const SN_T *b2, SN_T two_over_n, SN_T *Yt, SN_T *Gt,
+    ptrdiff_t ld_g, SN_T *grad_b1, SN_T *grad_W2, SN_T *grad_b2)
+{
+    SN_CALL_RETURN(sn_output_backward,
+                   (h, k, m, mp, At, W2, b2, two_over_n, Yt, Gt, ld_g, grad_b1, grad_W2, grad_b2));
+}
+
+static void SN_PUB(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp, const SN_T *Xt,
+                               const SN_T *DZt, SN_T *grad_W1)
+{
+    SN_CALL(sn_grad_W1, (d, h, mp, Xt, DZt, grad_W1));
+}
+
+#undef SN_PUB
+#undef SN_CALL
+#undef SN_CALL_RETURN
+
+#endif
