@@ -31,6 +31,7 @@ cdef extern from "_activations.h" nogil:
     # documented in the header; m and mp count samples, mp a multiple of SN_LANES
     enum: SN_LANES      # samples per block: tiles are padded to whole blocks
     const char *sn_select_isa()
+    int sn_isa_level    # 0 baseline, 1 AVX2 + FMA, 2 AVX-512
     void sn_activation_d(int code, Py_ssize_t rows, Py_ssize_t cols, double *z_gprime,
                          Py_ssize_t ld_z, double *a, Py_ssize_t ld_a)
     void sn_activation_f(int code, Py_ssize_t rows, Py_ssize_t cols, float *z_gprime,
@@ -89,8 +90,21 @@ ctypedef struct Plan:
     bint use_blas
 
 
-# The instruction set the C loops run with, chosen once for this CPU at import.
+# The instruction set the C loops run with, the best this CPU has, chosen at import.
 ISA = sn_select_isa().decode()
+_ISA_LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
+
+
+def _set_isa(name):
+    """Tests only: run the C loops with instruction set ``name`` ("baseline",
+    "avx2" or "avx512", at most ``ISA``); returns the previous one. Call it
+    between fits, never while a kernel runs."""
+    global sn_isa_level
+    if name not in _ISA_LEVELS or _ISA_LEVELS[name] > _ISA_LEVELS[ISA]:
+        raise ValueError(f"instruction set must be one of {list(_ISA_LEVELS)} up to {ISA!r}, got {name!r}")
+    previous = {level: key for key, level in _ISA_LEVELS.items()}[sn_isa_level]
+    sn_isa_level = _ISA_LEVELS[name]
+    return previous
 
 
 cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nogil:
