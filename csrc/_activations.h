@@ -13,7 +13,9 @@
  *   sn_forward_{d,f}(d, h, mp, Xt, W1, b1, Zt)    Zt = W1^T Xt + b1
  *   sn_output_backward_{d,f}(...)                 loss, dL/dyhat, grad_b2,
  *                                                 grad_W2, dL/dz1, grad_b1
+ *                                                 (sample weights optional)
  *   sn_grad_W1_{d,f}(d, h, mp, Xt, DZt, grad_W1)  grad_W1 += Xt DZt^T
+ *   sn_prefetch_rows(order, rows, base, row_bytes) prefetch gathered rows
  * (d: double, f: float). Activation codes: 0 identity, 1 relu, 2 tanh,
  * 3 sigmoid, as in src/shallownet/_activations.py.
  *
@@ -145,6 +147,32 @@ SN_INLINE double sn_sigmoid(double z)
     return 1.0 / (1.0 + sn_exp(-z));
 }
 
+/* Ask for the rows order[0..rows) of a row-major array with rows of
+ * row_bytes bytes to be brought into the caches: the gather of a shuffled
+ * batch prefetches the next batch's rows while this batch computes, so its
+ * random reads do not stall on memory. Rows longer than the budget per row
+ * are left to the hardware prefetcher, which follows a row once started. */
+#define SN_PREFETCH_ROW_BYTES 512
+/* GCC deletes a loop whose only statements are __builtin_prefetch calls (it
+ * counts them as free of side effects): on x86 the instruction is asm volatile */
+#ifdef SN_X86
+#define SN_PREFETCH(p) __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *) (p)))
+#else
+#define SN_PREFETCH(p) __builtin_prefetch(p)
+#endif
+static inline void sn_prefetch_rows(const int64_t *order, ptrdiff_t rows, const void *base,
+                                    ptrdiff_t row_bytes)
+{
+    const char *b = (const char *) base;
+    ptrdiff_t span = row_bytes < SN_PREFETCH_ROW_BYTES ? row_bytes : SN_PREFETCH_ROW_BYTES;
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        const char *row = b + order[i] * row_bytes;
+        for (ptrdiff_t off = 0; off < span; off += 64)
+            SN_PREFETCH(row + off);
+        SN_PREFETCH(row + span - 1);
+    }
+}
+
 /* 0 baseline, 1 AVX2 + FMA, 2 AVX-512; written once, by sn_select_isa() at
  * import (before any thread runs a kernel), then only read. */
 static int sn_isa_level = 0;
@@ -248,6 +276,10 @@ static const char *sn_select_isa(void)
 /* hidden units per pass of sn_forward and sn_grad_W1: they share each load of
  * Xt, and SN_JB * SN_NV = 8 independent accumulators keep the FMA units busy */
 #define SN_JB (SN_NV >= 8 ? 1 : 8 / SN_NV)
+/* features per pass of sn_grad_W1: AVX-512 has the 32 registers for two
+ * (SN_PB * SN_JB * SN_NV = 16 accumulators and 12 operands); the 16 of AVX2
+ * and SSE2 hold one */
+#define SN_PB (SN_VBYTES == 64 ? 2 : 1)
 
 typedef SN_T SN_V __attribute__((vector_size(SN_VBYTES)));
 
@@ -370,17 +402,20 @@ SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
 }
 
 /* Everything of a tile on the output side, given At = a1 and Gt = g'(z1)
- * (row stride ld_g):
+ * (row stride ld_g), with two_over_w = 2 / (the batch's weight sum) and Wt
+ * the tile's sample weights (mp of them, zero-padded) or NULL for unit weights:
  *   R = a1 W2 + b2 - Y (Y read from Yt; padding samples i >= m get R = 0),
- *   returns sum R^2 (in double),  Yt := D = dL/dyhat = (2/n) R,
+ *   returns sum w R^2 (in double),  Yt := D = dL/dyhat = (two_over_w w) R,
  *   grad_b2 += sum_i D,  grad_W2 += a1^T D,
  *   Gt := dL/dz1 = (D W2^T) * g'(z1),  grad_b1 += sum_i dL/dz1.
- * D = 0 on the padding samples, so they add exact zeros to every gradient. */
+ * D = 0 on the padding samples, so they add exact zeros to every gradient.
+ * With unit weights (Wt NULL) the weight products are left out: w = 1 makes
+ * them exact, so both ways give the same numbers. */
 SN_TARGET static double SN_FN(sn_output_backward)(
     ptrdiff_t h, ptrdiff_t k, ptrdiff_t m, ptrdiff_t mp,
     const SN_T *restrict At, const SN_T *restrict W2, const SN_T *restrict b2,
-    SN_T two_over_n, SN_T *restrict Yt, SN_T *restrict Gt, ptrdiff_t ld_g,
-    SN_T *restrict grad_b1, SN_T *restrict grad_W2, SN_T *restrict grad_b2)
+    SN_T two_over_w, const SN_T *restrict Wt, SN_T *restrict Yt, SN_T *restrict Gt,
+    ptrdiff_t ld_g, SN_T *restrict grad_b1, SN_T *restrict grad_W2, SN_T *restrict grad_b2)
 {
     double loss_lane[SN_LANES] = {0};
     for (ptrdiff_t c = 0; c < k; c++) {
@@ -401,17 +436,31 @@ SN_TARGET static double SN_FN(sn_output_backward)(
         }
         for (ptrdiff_t i = m; i < mp; i++)
             Y_c[i] = 0;
-        SN_V sum_D[SN_NV], D[SN_NV];
+        SN_V sum_D[SN_NV], D[SN_NV], wv[SN_NV];
         SN_SPLAT(sum_D, 0);
-        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
-            for (int l = 0; l < SN_LANES; l++)
-                loss_lane[l] += (double) Y_c[i + l] * (double) Y_c[i + l];
-            SN_LOAD(D, Y_c + i);
-            SN_UNROLL for (int v = 0; v < SN_NV; v++) {
-                D[v] *= two_over_n;
-                sum_D[v] += D[v];
+        if (Wt == NULL) {
+            for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+                for (int l = 0; l < SN_LANES; l++)
+                    loss_lane[l] += (double) Y_c[i + l] * (double) Y_c[i + l];
+                SN_LOAD(D, Y_c + i);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++) {
+                    D[v] *= two_over_w;
+                    sum_D[v] += D[v];
+                }
+                SN_STORE(Y_c + i, D);
             }
-            SN_STORE(Y_c + i, D);
+        } else {
+            for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+                for (int l = 0; l < SN_LANES; l++)
+                    loss_lane[l] += ((double) Wt[i + l] * (double) Y_c[i + l]) * (double) Y_c[i + l];
+                SN_LOAD(D, Y_c + i);
+                SN_LOAD(wv, Wt + i);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++) {
+                    D[v] *= two_over_w * wv[v];   /* (2 w_i / W) R_i, as the reference */
+                    sum_D[v] += D[v];
+                }
+                SN_STORE(Y_c + i, D);
+            }
         }
         grad_b2[c] += SN_FN(sn_sum_block)(sum_D);
     }
@@ -445,37 +494,55 @@ SN_TARGET static double SN_FN(sn_output_backward)(
     return loss_lane[0];
 }
 
-/* grad_W1[p, j] += sum_i Xt[p, i] DZt[j, i] for `units` hidden units from j */
-SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_units)(int units, ptrdiff_t j, ptrdiff_t h,
-                                                 ptrdiff_t mp, const SN_T *restrict x,
+/* grad_W1[p + r, j + u] += sum_i Xt[p + r, i] DZt[j + u, i] for `rows` features
+ * from p and `units` hidden units from j (constants once inlined). Each load
+ * of a block of Xt serves `units` units and each load of DZt `rows` features:
+ * the loop does as many FMAs as loads where registers allow (SN_PB = 2),
+ * not 1.5 loads per FMA. Every (p, j) still sums its samples block by block
+ * in the same lanes, so the blocking does not change a bit of the result. */
+SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t p,
+                                                 ptrdiff_t j, ptrdiff_t h, ptrdiff_t mp,
+                                                 const SN_T *restrict Xt,
                                                  const SN_T *restrict DZt,
-                                                 SN_T *restrict grad_W1_p)
+                                                 SN_T *restrict grad_W1)
 {
-    SN_V acc[SN_JB][SN_NV], xi[SN_NV], dz[SN_NV];
-    SN_UNROLL for (int u = 0; u < units; u++)
-        SN_SPLAT(acc[u], 0);
+    SN_V acc[SN_PB][SN_JB][SN_NV], xi[SN_PB][SN_NV], dz[SN_NV];
+    SN_UNROLL for (int r = 0; r < rows; r++)
+        SN_UNROLL for (int u = 0; u < units; u++)
+            SN_SPLAT(acc[r][u], 0);
     for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
-        SN_LOAD(xi, x + i);
+        SN_UNROLL for (int r = 0; r < rows; r++)
+            SN_LOAD(xi[r], Xt + (p + r) * mp + i);
         SN_UNROLL for (int u = 0; u < units; u++) {
             SN_LOAD(dz, DZt + (j + u) * mp + i);
-            SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                acc[u][v] += xi[v] * dz[v];
+            SN_UNROLL for (int r = 0; r < rows; r++)
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    acc[r][u][v] += xi[r][v] * dz[v];
         }
     }
-    SN_UNROLL for (int u = 0; u < units; u++)
-        grad_W1_p[j + u] += SN_FN(sn_sum_block)(acc[u]);
+    SN_UNROLL for (int r = 0; r < rows; r++)
+        SN_UNROLL for (int u = 0; u < units; u++)
+            grad_W1[(p + r) * h + j + u] += SN_FN(sn_sum_block)(acc[r][u]);
 }
 
 SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
                                         const SN_T *restrict Xt, const SN_T *restrict DZt,
                                         SN_T *restrict grad_W1)
 {
-    for (ptrdiff_t p = 0; p < d; p++) {
+    ptrdiff_t p = 0;
+    for (; p + SN_PB <= d; p += SN_PB) {
         ptrdiff_t j = 0;
         for (; j + SN_JB <= h; j += SN_JB)
-            SN_FN(sn_grad_W1_units)(SN_JB, j, h, mp, Xt + p * mp, DZt, grad_W1 + p * h);
+            SN_FN(sn_grad_W1_block)(SN_PB, SN_JB, p, j, h, mp, Xt, DZt, grad_W1);
         for (; j < h; j++)
-            SN_FN(sn_grad_W1_units)(1, j, h, mp, Xt + p * mp, DZt, grad_W1 + p * h);
+            SN_FN(sn_grad_W1_block)(SN_PB, 1, p, j, h, mp, Xt, DZt, grad_W1);
+    }
+    for (; p < d; p++) {
+        ptrdiff_t j = 0;
+        for (; j + SN_JB <= h; j += SN_JB)
+            SN_FN(sn_grad_W1_block)(1, SN_JB, p, j, h, mp, Xt, DZt, grad_W1);
+        for (; j < h; j++)
+            SN_FN(sn_grad_W1_block)(1, 1, p, j, h, mp, Xt, DZt, grad_W1);
     }
 }
 
@@ -484,6 +551,7 @@ SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
 #undef SN_VL
 #undef SN_NV
 #undef SN_JB
+#undef SN_PB
 #undef SN_LOAD
 #undef SN_STORE
 #undef SN_SPLAT
@@ -535,11 +603,12 @@ static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp, const SN_
 
 static double SN_PUB(sn_output_backward)(
     ptrdiff_t h, ptrdiff_t k, ptrdiff_t m, ptrdiff_t mp,
-    const SN_T *At, const SN_T *W2, const SN_T *b2, SN_T two_over_n, SN_T *Yt, SN_T *Gt,
-    ptrdiff_t ld_g, SN_T *grad_b1, SN_T *grad_W2, SN_T *grad_b2)
+    const SN_T *At, const SN_T *W2, const SN_T *b2, SN_T two_over_w, const SN_T *Wt,
+    SN_T *Yt, SN_T *Gt, ptrdiff_t ld_g, SN_T *grad_b1, SN_T *grad_W2, SN_T *grad_b2)
 {
     SN_CALL_RETURN(sn_output_backward,
-                   (h, k, m, mp, At, W2, b2, two_over_n, Yt, Gt, ld_g, grad_b1, grad_W2, grad_b2));
+                   (h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, Gt, ld_g, grad_b1, grad_W2,
+                    grad_b2));
 }
 
 static void SN_PUB(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp, const SN_T *Xt,

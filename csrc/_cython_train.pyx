@@ -1,26 +1,41 @@
-# Contract: full-batch gradient descent for yhat = g(X W1 + b1) W2 + b2 with
-# L = (1/n) sum over samples and outputs of (y - yhat)**2, p := p - lr dL/dp.
+# Contract (src/shallownet/backends/__init__.py, docs/training.md): train the
+# net yhat = g(X W1 + b1) W2 + b2 on L_B = sum_B w_i (y_i - yhat_i)**2 / W_B +
+# alpha (|W1|^2 + |W2|^2) / W_B, W_B = sum_B w_i, for a block of epochs, each a
+# walk over the rows (in order, or in a given order per epoch) in batches of
+# batch_size consecutive rows, one optimizer step (SGD, momentum, Nesterov or
+# Adam) per batch with a positive weight sum. The NumPy reference
+# (src/shallownet/backends/numpy.py) is the definition of correct; the
+# updates take the reference's operations in its order, so they agree to
+# rounding.
 #
 # Assumes validated input (src/shallownet/_validation.py): X (n, d) and Y (n, k)
-# C-contiguous, finite, float32 or float64, possibly read-only; W1 (d, h),
-# b1 (h,), W2 (h, k), b2 (k,) C-contiguous arrays of the same dtype; loss_curve
-# float64 (epochs,). Never raises for user input (MemoryError only).
+# C-contiguous, finite, float32 or float64, possibly read-only; sample_weight
+# (n,) finite, non-negative, positive sum; W1 (d, h), b1 (h,), W2 (h, k),
+# b2 (k,) and the optimizer moments C-contiguous arrays of the same dtype; t an
+# int64 (1,) step counter; orders int64 (epochs, n) permutations, or (0, 0);
+# loss_curve float64 (epochs,). Never raises for user input (MemoryError only).
 #
-# train() updates the parameters in place and writes loss_curve[e] (the loss at
-# the parameters epoch e starts from); it returns the number of finished
-# epochs. loss_and_gradients() writes the four gradients into caller-allocated
-# arrays and returns the loss. apply_activation() writes g(z) and g'(z).
+# train() updates the parameters and the optimizer state in place and writes
+# loss_curve[e] (the weighted mean of the epoch's batch losses, each at the
+# parameters before its step); it returns the number of finished epochs.
+# loss_and_gradients() writes the four gradients into caller-allocated arrays
+# and returns the loss. apply_activation() writes g(z) and g'(z).
 #
-# Design (docs/kernels.md): rows split into chunks fixed by n alone, each with
-# private gradients, reduced in chunk order, so results do not depend on
-# n_threads; inside a chunk, tiles of rows held feature-major (one row of the
+# Design (docs/kernels.md): the rows of a batch split into chunks fixed by the
+# batch's row count alone, each with private gradients, reduced in chunk
+# order, so results do not depend on n_threads (a batch of one chunk, such as
+# every minibatch of a few hundred rows, runs serially with no parallel
+# region); inside a chunk, tiles of rows held feature-major (one row of the
 # tile buffer per hidden unit), so every loop runs over samples, contiguous,
 # whatever h is. The two d x h products go to BLAS when d * h is large.
+# Shuffled batches are gathered into buffers allocated once per call; batches
+# in order are slices of X and Y. The whole block of epochs runs with the GIL
+# released.
 
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
-from libc.stdint cimport uintptr_t
-from libc.math cimport isfinite
+from libc.stdint cimport uintptr_t, int64_t
+from libc.math cimport isfinite, pow, sqrt, sqrtf
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused floating:
@@ -31,7 +46,8 @@ cdef extern from "_activations.h" nogil:
     # documented in the header; m and mp count samples, mp a multiple of SN_LANES
     enum: SN_LANES      # samples per block: tiles are padded to whole blocks
     const char *sn_select_isa()
-    int sn_isa_level    # 0 baseline, 1 AVX2 + FMA, 2 AVX-512
+    void sn_prefetch_rows(const int64_t *order, Py_ssize_t rows, const void *base,
+                          Py_ssize_t row_bytes)
     void sn_activation_d(int code, Py_ssize_t rows, Py_ssize_t cols, double *z_gprime,
                          Py_ssize_t ld_z, double *a, Py_ssize_t ld_a)
     void sn_activation_f(int code, Py_ssize_t rows, Py_ssize_t cols, float *z_gprime,
@@ -44,19 +60,24 @@ cdef extern from "_activations.h" nogil:
                       const float *W1, const float *b1, float *Zt)
     double sn_output_backward_d(Py_ssize_t h, Py_ssize_t k, Py_ssize_t m, Py_ssize_t mp,
                                 const double *At, const double *W2, const double *b2,
-                                double two_over_n, double *Yt, double *Gt, Py_ssize_t ld_g,
-                                double *grad_b1, double *grad_W2, double *grad_b2)
+                                double two_over_w, const double *Wt, double *Yt, double *Gt,
+                                Py_ssize_t ld_g, double *grad_b1, double *grad_W2,
+                                double *grad_b2)
     double sn_output_backward_f(Py_ssize_t h, Py_ssize_t k, Py_ssize_t m, Py_ssize_t mp,
                                 const float *At, const float *W2, const float *b2,
-                                float two_over_n, float *Yt, float *Gt, Py_ssize_t ld_g,
-                                float *grad_b1, float *grad_W2, float *grad_b2)
+                                float two_over_w, const float *Wt, float *Yt, float *Gt,
+                                Py_ssize_t ld_g, float *grad_b1, float *grad_W2,
+                                float *grad_b2)
     void sn_grad_W1_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const double *Xt,
                       const double *DZt, double *grad_W1)
     void sn_grad_W1_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const float *Xt,
                       const float *DZt, float *grad_W1)
 
 cdef enum:
-    # docs/kernels.md: chunk_rows = max(2048, ceil(n / 32))
+    # optimizer codes of shallownet._training
+    SGD = 0
+    ADAM = 1
+    # docs/kernels.md: chunk_rows = max(2048, ceil(rows / 32)), rows of the batch
     MIN_CHUNK_ROWS = 2048
     MAX_CHUNKS = 32
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
@@ -74,73 +95,75 @@ cdef enum:
 
 
 ctypedef struct Plan:
-    Py_ssize_t n, d, h, k
+    # the current batch (_set_rows)
+    Py_ssize_t n               # rows of the batch
     Py_ssize_t chunk_rows, n_chunks
     Py_ssize_t tile_rows       # rows of a tile (of the two GEMMs, with BLAS)
     Py_ssize_t sub_rows        # rows of the elementwise work (= tile_rows without BLAS)
+    double two_over_w          # 2 / (the batch's weight sum)
+    # fixed for a call, buffers sized for its largest batch
+    Py_ssize_t d, h, k
+    Py_ssize_t max_chunks      # chunks of the largest batch
     Py_ssize_t n_params        # d*h + h + h*k + k: one flat gradient vector
     Py_ssize_t grad_stride     # n_params rounded up to SN_LANES
     Py_ssize_t xt_size         # X tile transposed (no BLAS only)
     Py_ssize_t yt_size         # Y sub-tile, then dL/dyhat
     Py_ssize_t zt_size         # z1 tile, then g'(z1), then dL/dz1
     Py_ssize_t at_size         # a1 sub-tile
+    Py_ssize_t wt_size         # sample weights of a sub-tile
     Py_ssize_t scratch_stride  # one thread's buffers
-    Py_ssize_t n_workers       # threads of the parallel region, <= n_chunks
+    Py_ssize_t n_workers       # threads of the parallel region, <= max_chunks
     int activation_code
     bint use_blas
 
 
-# The instruction set the C loops run with, the best this CPU has, chosen at import.
+# The instruction set the C loops run with, chosen once for this CPU at import.
 ISA = sn_select_isa().decode()
-_ISA_LEVELS = {"baseline": 0, "avx2": 1, "avx512": 2}
-
-
-def _set_isa(name):
-    """Tests only: run the C loops with instruction set ``name`` ("baseline",
-    "avx2" or "avx512", at most ``ISA``); returns the previous one. Call it
-    between fits, never while a kernel runs."""
-    global sn_isa_level
-    if name not in _ISA_LEVELS or _ISA_LEVELS[name] > _ISA_LEVELS[ISA]:
-        raise ValueError(f"instruction set must be one of {list(_ISA_LEVELS)} up to {ISA!r}, got {name!r}")
-    previous = {level: key for key, level in _ISA_LEVELS.items()}[sn_isa_level]
-    sn_isa_level = _ISA_LEVELS[name]
-    return previous
 
 
 cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nogil:
     return (x + multiple - 1) // multiple * multiple
 
 
-cdef Py_ssize_t TUNE_SMALL = SMALL_TILE_ELEMENTS, TUNE_SMALL_MAX = MAX_SMALL_TILE_ROWS, TUNE_BLAS_ROWS = BLAS_TILE_ROWS, TUNE_MIN_DH = BLAS_MIN_DH, TUNE_SUB = BLAS_SUB_ROWS
-def _tune(small, small_max, blas_rows, min_dh, sub):  # TEMPORARY
-    global TUNE_SMALL, TUNE_SMALL_MAX, TUNE_BLAS_ROWS, TUNE_MIN_DH, TUNE_SUB
-    TUNE_SMALL, TUNE_SMALL_MAX, TUNE_BLAS_ROWS, TUNE_MIN_DH, TUNE_SUB = small, small_max, blas_rows, min_dh, sub
+cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
+    """Chunks and tiles of a batch of n rows: fixed by n and the shapes alone.
 
-
-cdef Plan _make_plan(Py_ssize_t n, Py_ssize_t d, Py_ssize_t h, Py_ssize_t k,
-                     int activation_code, int n_threads) noexcept:
-    cdef Plan plan
+    Every size is monotone in n, so a plan made for the largest batch of a
+    call has buffers for each of its batches."""
     cdef Py_ssize_t rows
-    plan.n, plan.d, plan.h, plan.k = n, d, h, k
-    plan.activation_code = activation_code
+    plan.n = n
     plan.chunk_rows = max(<Py_ssize_t> MIN_CHUNK_ROWS, (n + MAX_CHUNKS - 1) // MAX_CHUNKS)
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
-    plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.n_chunks))
-    plan.use_blas = d * h >= TUNE_MIN_DH
     if plan.use_blas:
-        rows = TUNE_BLAS_ROWS
+        rows = BLAS_TILE_ROWS
     else:
-        rows = min(max(TUNE_SMALL // (2 * h + d + k), <Py_ssize_t> SN_LANES), TUNE_SMALL_MAX)
+        rows = min(max(SMALL_TILE_ELEMENTS // (2 * plan.h + plan.d + plan.k), <Py_ssize_t> SN_LANES),
+                   MAX_SMALL_TILE_ROWS)
     # no tile longer than a chunk (small n), always whole blocks of samples
     plan.tile_rows = _round_up(min(rows, plan.chunk_rows), SN_LANES)
-    plan.sub_rows = min(<Py_ssize_t> TUNE_SUB, plan.tile_rows) if plan.use_blas else plan.tile_rows
+    plan.sub_rows = min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
+
+
+cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t k,
+                     int activation_code, int n_threads) noexcept:
+    """The plan of a call whose batches have at most max_rows rows."""
+    cdef Plan plan
+    plan.d, plan.h, plan.k = d, h, k
+    plan.activation_code = activation_code
+    plan.use_blas = d * h >= BLAS_MIN_DH
+    _set_rows(&plan, max_rows)
+    plan.two_over_w = 2.0 / max_rows
+    plan.max_chunks = plan.n_chunks
+    plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.n_chunks))
     plan.n_params = d * h + h + h * k + k
     plan.grad_stride = _round_up(plan.n_params, SN_LANES)
     plan.xt_size = 0 if plan.use_blas else d * plan.tile_rows
     plan.yt_size = k * plan.sub_rows
     plan.zt_size = h * plan.tile_rows
     plan.at_size = h * plan.sub_rows
-    plan.scratch_stride = plan.xt_size + plan.yt_size + plan.zt_size + plan.at_size
+    plan.wt_size = plan.sub_rows
+    plan.scratch_stride = (plan.xt_size + plan.yt_size + plan.zt_size + plan.at_size
+                           + plan.wt_size)
     return plan
 
 
@@ -177,24 +200,35 @@ cdef inline void _transpose(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp,
 
 cdef inline double _output_backward(const Plan *plan, Py_ssize_t m, Py_ssize_t mp,
                                     const floating *At, const floating *W2,
-                                    const floating *b2, floating *Yt,
+                                    const floating *b2, const floating *Wt, floating *Yt,
                                     floating *Gt, Py_ssize_t ld_g,
                                     floating *grad) noexcept nogil:
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k
-    cdef floating two_over_n = <floating> (2.0 / plan.n)
+    # the reference's dtype(2 / W_B), rounded once
+    cdef floating two_over_w = <floating> plan.two_over_w
     cdef floating *grad_b1 = grad + d * h
     cdef floating *grad_W2 = grad_b1 + h
     cdef floating *grad_b2 = grad_W2 + h * k
     if floating is double:
-        return sn_output_backward_d(h, k, m, mp, At, W2, b2, two_over_n, Yt, Gt, ld_g,
+        return sn_output_backward_d(h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, Gt, ld_g,
                                     grad_b1, grad_W2, grad_b2)
     else:
-        return sn_output_backward_f(h, k, m, mp, At, W2, b2, two_over_n, Yt, Gt, ld_g,
+        return sn_output_backward_f(h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, Gt, ld_g,
                                     grad_b1, grad_W2, grad_b2)
+
+
+cdef inline void _weights_tile(Py_ssize_t m, Py_ssize_t mp, const floating *w,
+                               floating *Wt) noexcept nogil:
+    """Wt = the m weights from w, zero-padded to mp."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        Wt[i] = w[i]
+    for i in range(m, mp):
+        Wt[i] = 0
 
 
 cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
-                Py_ssize_t row0, Py_ssize_t m,
+                const floating *w, Py_ssize_t row0, Py_ssize_t m,
                 const floating *W1, const floating *b1,
                 const floating *W2, const floating *b2,
                 floating *scratch, floating *grad, double *loss) noexcept nogil:
@@ -203,7 +237,8 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     Buffers are feature-major with row stride mp (m rounded up to SN_LANES):
     Zt[j*mp + i] is z1 of sample row0 + i, hidden unit j, so the C loops run
     over samples, contiguous, for any h (even h = 1). Padding samples i >= m
-    get dL/dyhat = 0 and add exact zeros.
+    get dL/dyhat = 0 and add exact zeros. ``w`` holds the rows' sample
+    weights, or is NULL for unit weights.
     """
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k
     cdef Py_ssize_t mp = _round_up(m, SN_LANES)
@@ -212,6 +247,8 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     cdef floating *Yt = Xt + plan.xt_size        # (k, msp): Y, then dL/dyhat
     cdef floating *Zt = Yt + plan.yt_size        # (h, mp): z1, then g'(z1), then dL/dz1
     cdef floating *At = Zt + plan.zt_size        # (h, msp): a1
+    cdef floating *Wt = At + plan.at_size        # (msp,): sample weights, or unused
+    cdef const floating *Wt_or_unit = NULL
     cdef floating *grad_W1 = grad
     cdef const floating *X_tile = X + row0 * d
 
@@ -222,8 +259,21 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
             sn_forward_d(d, h, mp, Xt, W1, b1, Zt)
         else:
             sn_forward_f(d, h, mp, Xt, W1, b1, Zt)
-        _activation(plan.activation_code, 1, h * mp, Zt, 0, At, 0)
-        loss[0] += _output_backward(plan, m, mp, At, W2, b2, Yt, Zt, mp, grad)
+        if m == mp:
+            _activation(plan.activation_code, 1, h * mp, Zt, 0, At, 0)
+        else:
+            # a short tile (a minibatch of 200 rows pads to 224): g on the m
+            # real samples of each unit only. The padding keeps Zt = b1 (Xt
+            # is 0 there) as its "g'" and gets At = 0: finite values that
+            # dL/dyhat = 0 turns into exact zeros.
+            _activation(plan.activation_code, h, m, Zt, mp, At, mp)
+            for j in range(h):
+                for i in range(m, mp):
+                    At[j * mp + i] = 0
+        if w != NULL:
+            _weights_tile(m, mp, w + row0, Wt)
+            Wt_or_unit = Wt
+        loss[0] += _output_backward(plan, m, mp, At, W2, b2, Wt_or_unit, Yt, Zt, mp, grad)
         if floating is double:
             sn_grad_W1_d(d, h, mp, Xt, Zt, grad_W1)
         else:
@@ -243,7 +293,11 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
         msp = _round_up(ms, SN_LANES)
         _transpose(ms, k, msp, Y + (row0 + s) * k, Yt)
         _activation(plan.activation_code, h, msp, Zt + s, mp, At, msp)
-        loss[0] += _output_backward(plan, ms, msp, At, W2, b2, Yt, Zt + s, mp, grad)
+        if w != NULL:
+            _weights_tile(ms, msp, w + row0 + s, Wt)
+            Wt_or_unit = Wt
+        loss[0] += _output_backward(plan, ms, msp, At, W2, b2, Wt_or_unit, Yt, Zt + s, mp,
+                                    grad)
         s += plan.sub_rows
     # grad_W1 += X^T dL/dz1: column-major grad_W1 is (h x d),
     # += dL/dz1^T (h x m) @ X_tile (m x d)
@@ -252,7 +306,7 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
 
 
 cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const floating *Y,
-                 const floating *W1, const floating *b1,
+                 const floating *w, const floating *W1, const floating *b1,
                  const floating *W2, const floating *b2,
                  floating *scratch, floating *grad, double *loss) noexcept nogil:
     cdef Py_ssize_t row0 = chunk * plan.chunk_rows
@@ -263,26 +317,29 @@ cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const fl
     loss[0] = 0
     t0 = row0
     while t0 < row_end:
-        _tile(plan, X, Y, t0, min(plan.tile_rows, row_end - t0),
+        _tile(plan, X, Y, w, t0, min(plan.tile_rows, row_end - t0),
               W1, b1, W2, b2, scratch, grad, loss)
         t0 += plan.tile_rows
 
 
 cdef double _loss_and_gradients(const Plan *plan, const floating *X, const floating *Y,
+                                const floating *w,
                                 const floating *W1, const floating *b1,
                                 const floating *W2, const floating *b2,
                                 floating *scratch, floating *chunk_grads,
                                 double *chunk_loss, floating *grad) noexcept nogil:
-    """Sum of squared residuals (not yet / n); gradients into ``grad``."""
+    """Over the plan.n rows of X, Y (weights w, NULL for unit weights): the
+    weighted sum of squared residuals (not yet / W_B, no penalty) and the
+    gradients of the data term (with dL/dyhat = (2 w_i / W_B) R_i) into ``grad``."""
     cdef Py_ssize_t c, i
     cdef Py_ssize_t n_chunks = plan.n_chunks, stride = plan.grad_stride
     cdef double loss
     if n_chunks == 1:
         # one chunk: no parallel region, whose start-up would dominate small n
-        _chunk(plan, 0, X, Y, W1, b1, W2, b2, scratch, grad, chunk_loss)
+        _chunk(plan, 0, X, Y, w, W1, b1, W2, b2, scratch, grad, chunk_loss)
         return chunk_loss[0]
     for c in prange(n_chunks, schedule='static', num_threads=plan.n_workers):
-        _chunk(plan, c, X, Y, W1, b1, W2, b2,
+        _chunk(plan, c, X, Y, w, W1, b1, W2, b2,
                scratch + threadid() * plan.scratch_stride,
                chunk_grads + c * stride, chunk_loss + c)
     # reduce in chunk order: the same sums whatever thread ran which chunk
@@ -297,94 +354,319 @@ cdef double _loss_and_gradients(const Plan *plan, const floating *X, const float
 
 
 cdef class _Workspace:
-    """Every buffer of one fit, allocated once, aligned to cache lines."""
+    """Every buffer of one call, allocated once, aligned to cache lines."""
     cdef void *block
     cdef char *scratch
     cdef char *chunk_grads
     cdef char *grad
+    cdef char *gathered     # shuffled batch: X rows, Y rows, weights
     cdef double *chunk_loss
 
     def __cinit__(self, Py_ssize_t scratch_elems, Py_ssize_t chunk_grad_elems,
-                  Py_ssize_t grad_elems, Py_ssize_t n_chunks, Py_ssize_t itemsize):
-        cdef Py_ssize_t sizes[4]
+                  Py_ssize_t grad_elems, Py_ssize_t gather_elems, Py_ssize_t n_chunks,
+                  Py_ssize_t itemsize):
+        cdef Py_ssize_t sizes[5]
         sizes[0] = _round_up(scratch_elems * itemsize, ALIGN_BYTES)
         sizes[1] = _round_up(chunk_grad_elems * itemsize, ALIGN_BYTES)
         sizes[2] = _round_up(grad_elems * itemsize, ALIGN_BYTES)
-        sizes[3] = _round_up(n_chunks * sizeof(double), ALIGN_BYTES)
-        self.block = malloc(sizes[0] + sizes[1] + sizes[2] + sizes[3] + ALIGN_BYTES)
+        sizes[3] = _round_up(gather_elems * itemsize, ALIGN_BYTES)
+        sizes[4] = _round_up(n_chunks * sizeof(double), ALIGN_BYTES)
+        self.block = malloc(sizes[0] + sizes[1] + sizes[2] + sizes[3] + sizes[4] + ALIGN_BYTES)
         if self.block == NULL:
             raise MemoryError("shallownet: cannot allocate the Cython kernel's workspace")
         cdef char *base = <char *> _round_up(<uintptr_t> self.block, ALIGN_BYTES)
         self.scratch = base
         self.chunk_grads = base + sizes[0]
         self.grad = self.chunk_grads + sizes[1]
-        self.chunk_loss = <double *> (self.grad + sizes[2])
+        self.gathered = self.grad + sizes[2]
+        self.chunk_loss = <double *> (self.gathered + sizes[3])
 
     def __dealloc__(self):
         free(self.block)
 
 
-cdef _Workspace _allocate(const Plan *plan, Py_ssize_t itemsize):
+cdef _Workspace _allocate(const Plan *plan, Py_ssize_t gather_rows, Py_ssize_t itemsize):
     return _Workspace(plan.n_workers * plan.scratch_stride,
-                      (plan.n_chunks if plan.n_chunks > 1 else 0) * plan.grad_stride,
-                      plan.grad_stride, plan.n_chunks, itemsize)
+                      (plan.max_chunks if plan.max_chunks > 1 else 0) * plan.grad_stride,
+                      plan.grad_stride, gather_rows * (plan.d + plan.k + 1), plan.max_chunks,
+                      itemsize)
 
 
-cdef void _descend(floating *param, const floating *grad, Py_ssize_t size,
-                   floating learning_rate) noexcept nogil:
+cdef bint _all_ones(const floating *w, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if w[i] != 1:
+            return False
+    return True
+
+
+cdef double _sum_squares(const floating *a, Py_ssize_t size) noexcept nogil:
+    """sum a_i^2 in double (the reference's np.sum(a * a, dtype=np.float64))."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    cdef floating x
+    for i in range(size):
+        x = a[i] * a[i]
+        total += x
+    return total
+
+
+cdef double _penalty_sum(const Plan *plan, const floating *W1, const floating *W2) noexcept nogil:
+    return (_sum_squares(W1, plan.d * plan.h) + _sum_squares(W2, plan.h * plan.k))
+
+
+cdef void _add_penalty(floating *grad, const floating *param, Py_ssize_t size,
+                       floating scale) noexcept nogil:
+    """grad += scale * param (scale = dtype(2 alpha / W_B))."""
     cdef Py_ssize_t i
     for i in range(size):
-        param[i] -= learning_rate * grad[i]
+        grad[i] = grad[i] + scale * param[i]
+
+
+ctypedef struct Step:
+    # the scalars of one optimizer step, in double; each is rounded to the
+    # parameters' dtype where used, as the reference's NumPy scalars are
+    int optimizer
+    bint nesterov
+    double lr                  # learning_rate / (epoch + 1) ** power_t
+    double momentum
+    double beta1, beta2
+    double one_minus_beta1, one_minus_beta2
+    double bias1, bias2        # 1 - beta ** t
+    double epsilon
+
+
+cdef void _update(const Step *st, floating *p, const floating *g, floating *m, floating *v,
+                  Py_ssize_t size) noexcept nogil:
+    """One step of one parameter, elementwise, with the reference's operations in
+    its order (src/shallownet/backends/numpy.py, _step): each line there is one
+    rounding here, in the same dtype."""
+    cdef Py_ssize_t i
+    cdef floating lr = <floating> st.lr
+    cdef floating mu = <floating> st.momentum
+    cdef floating beta1 = <floating> st.beta1, beta2 = <floating> st.beta2
+    cdef floating c1 = <floating> st.one_minus_beta1, c2 = <floating> st.one_minus_beta2
+    cdef floating bias1 = <floating> st.bias1, bias2 = <floating> st.bias2
+    cdef floating eps = <floating> st.epsilon
+    cdef floating step, den
+    if st.optimizer == ADAM:
+        for i in range(size):
+            m[i] = m[i] * beta1
+            m[i] = m[i] + c1 * g[i]
+            v[i] = v[i] * beta2
+            v[i] = v[i] + c2 * g[i] * g[i]
+            step = lr * (m[i] / bias1)
+            if floating is double:
+                den = sqrt(v[i] / bias2) + eps
+            else:
+                den = sqrtf(v[i] / bias2) + eps
+            p[i] = p[i] - step / den
+    elif st.momentum != 0:
+        if st.nesterov:
+            for i in range(size):
+                m[i] = m[i] * mu
+                m[i] = m[i] - lr * g[i]
+                p[i] = p[i] + (mu * m[i] - lr * g[i])
+        else:
+            for i in range(size):
+                m[i] = m[i] * mu
+                m[i] = m[i] - lr * g[i]
+                p[i] = p[i] + m[i]
+    else:
+        for i in range(size):
+            p[i] = p[i] - lr * g[i]
+
+
+cdef double _batch(Plan *plan, const floating *X, const floating *Y, const floating *w,
+                   Py_ssize_t rows, double weight, double alpha,
+                   const floating *W1, const floating *b1,
+                   const floating *W2, const floating *b2,
+                   floating *scratch, floating *chunk_grads, double *chunk_loss,
+                   floating *grad) noexcept nogil:
+    """The loss L_B of ``rows`` rows of weight sum ``weight``, and its gradients
+    (penalty included) into ``grad``."""
+    cdef double loss
+    cdef floating scale
+    _set_rows(plan, rows)
+    plan.two_over_w = 2.0 / weight
+    loss = _loss_and_gradients(plan, X, Y, w, W1, b1, W2, b2, scratch, chunk_grads,
+                               chunk_loss, grad)
+    if alpha != 0:
+        loss += alpha * _penalty_sum(plan, W1, W2)
+        scale = <floating> (2.0 * alpha / weight)
+        _add_penalty(grad, W1, plan.d * plan.h, scale)
+        _add_penalty(grad + plan.d * plan.h + plan.h, W2, plan.h * plan.k, scale)
+    return loss / weight
+
+
+cdef double _gather(Py_ssize_t rows, const int64_t *order, Py_ssize_t d, Py_ssize_t k,
+                    const floating *X, const floating *Y, const floating *w, bint unit_weights,
+                    floating *Xb, floating *Yb, floating *wb) noexcept nogil:
+    """Copy the rows order[:rows] of X, Y and w into Xb, Yb, wb; return their
+    weight sum (rows itself for unit weights, whose wb is left alone)."""
+    cdef Py_ssize_t i, j, r
+    cdef double weight = 0
+    for i in range(rows):
+        r = order[i]
+        for j in range(d):
+            Xb[i * d + j] = X[r * d + j]
+        for j in range(k):
+            Yb[i * k + j] = Y[r * k + j]
+    if unit_weights:
+        return <double> rows
+    for i in range(rows):
+        wb[i] = w[order[i]]
+        weight += wb[i]
+    return weight
+
+
+cdef inline void _prefetch(const int64_t *order, Py_ssize_t rows, Py_ssize_t d, Py_ssize_t k,
+                           const floating *X, const floating *Y, const floating *w,
+                           bint unit_weights) noexcept nogil:
+    sn_prefetch_rows(order, rows, X, d * sizeof(floating))
+    sn_prefetch_rows(order, rows, Y, k * sizeof(floating))
+    if not unit_weights:
+        sn_prefetch_rows(order, rows, w, sizeof(floating))
+
+
+cdef double _weight_sum(const floating *w, Py_ssize_t rows) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double weight = 0
+    for i in range(rows):
+        weight += w[i]
+    return weight
 
 
 def train(const floating[:, ::1] X, const floating[:, ::1] Y,
+          const floating[::1] sample_weight,
           floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-          int activation_code, double learning_rate, Py_ssize_t epochs, int n_threads,
-          double[::1] loss_curve):
-    """Run ``epochs`` gradient-descent steps in place; return the epochs finished."""
-    cdef Plan plan = _make_plan(X.shape[0], X.shape[1], W1.shape[1], Y.shape[1],
-                                activation_code, n_threads)
-    cdef _Workspace ws = _allocate(&plan, sizeof(floating))
+          floating[:, ::1] m_W1, floating[::1] m_b1, floating[:, ::1] m_W2, floating[::1] m_b2,
+          floating[:, ::1] v_W1, floating[::1] v_b1, floating[:, ::1] v_W2, floating[::1] v_b2,
+          int64_t[::1] t, int activation_code, int optimizer, double learning_rate,
+          double power_t, double momentum, bint nesterov, double beta1, double beta2,
+          double epsilon, double alpha, Py_ssize_t batch_size, Py_ssize_t epoch0,
+          const int64_t[:, ::1] orders, double[::1] loss_curve, int n_threads):
+    """Run len(loss_curve) epochs of minibatch steps in place; return the epochs finished."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = W1.shape[1], k = Y.shape[1]
+    cdef Py_ssize_t epochs = loss_curve.shape[0]
+    cdef Py_ssize_t bs = max(1, min(batch_size, n))
+    cdef bint shuffled = orders.shape[0] > 0
+    if shuffled and (orders.shape[0] < epochs or orders.shape[1] != n):
+        raise ValueError(f"orders must have shape ({epochs}, {n}), got {orders.shape}")
+    cdef Plan plan = _make_plan(bs, d, h, k, activation_code, n_threads)
+    cdef _Workspace ws = _allocate(&plan, bs if shuffled else 0, sizeof(floating))
+    cdef floating *grad = <floating *> ws.grad
     cdef floating *scratch = <floating *> ws.scratch
     cdef floating *chunk_grads = <floating *> ws.chunk_grads
-    cdef floating *grad = <floating *> ws.grad
-    cdef floating lr = <floating> learning_rate
-    cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k
-    cdef Py_ssize_t epoch, done = epochs
-    cdef double loss
+    cdef floating *Xb = <floating *> ws.gathered
+    cdef floating *Yb = Xb + bs * d
+    cdef floating *wb = Yb + bs * k
+    cdef const floating *X0 = &X[0, 0]
+    cdef const floating *Y0 = &Y[0, 0]
+    cdef const floating *w0 = &sample_weight[0]
+    cdef const int64_t *order0 = &orders[0, 0] if shuffled else NULL
+    # the four parameters as flat vectors, in the order of the gradient vector
+    cdef floating *params[4]
+    cdef floating *firsts[4]
+    cdef floating *seconds[4]
+    cdef Py_ssize_t offsets[5]
+    params[:] = [&W1[0, 0], &b1[0], &W2[0, 0], &b2[0]]
+    firsts[:] = [&m_W1[0, 0], &m_b1[0], &m_W2[0, 0], &m_b2[0]]
+    seconds[:] = [&v_W1[0, 0], &v_b1[0], &v_W2[0, 0], &v_b2[0]]
+    offsets[:] = [0, d * h, d * h + h, d * h + h + h * k, plan.n_params]
+    cdef Step st
+    st.optimizer = optimizer
+    st.nesterov = nesterov
+    st.momentum = momentum
+    st.beta1, st.beta2 = beta1, beta2
+    st.one_minus_beta1, st.one_minus_beta2 = 1.0 - beta1, 1.0 - beta2
+    st.epsilon = epsilon
+    cdef int64_t steps = t[0]
+    cdef Py_ssize_t epoch, start, rows, q, done = epochs
+    cdef double loss, weight, epoch_loss, epoch_weight
+    cdef bint unit_weights, diverged = False
+    cdef const floating *Xs
+    cdef const floating *Ys
+    cdef const floating *ws_
     with nogil:
+        # unit weights: the weight products are exact, so they are left out
+        unit_weights = _all_ones(w0, n)
         for epoch in range(epochs):
-            loss = _loss_and_gradients(&plan, &X[0, 0], &Y[0, 0], &W1[0, 0], &b1[0],
-                                       &W2[0, 0], &b2[0], scratch, chunk_grads,
-                                       ws.chunk_loss, grad) / plan.n
-            loss_curve[epoch] = loss
-            if not isfinite(loss):
+            # the reference's dtype(learning_rate / (epoch + 1) ** power_t)
+            st.lr = learning_rate / pow(<double> (epoch0 + epoch + 1), power_t)
+            epoch_loss = 0
+            epoch_weight = 0
+            start = 0
+            while start < n:
+                rows = min(bs, n - start)
+                if shuffled:
+                    weight = _gather(rows, order0 + epoch * n + start, d, k, X0, Y0, w0,
+                                     unit_weights, Xb, Yb, wb)
+                    if start + rows < n:
+                        # the next batch's rows arrive while this one computes
+                        _prefetch(order0 + epoch * n + start + rows, min(bs, n - start - rows),
+                                  d, k, X0, Y0, w0, unit_weights)
+                    Xs = Xb
+                    Ys = Yb
+                    ws_ = wb
+                else:
+                    Xs = X0 + start * d
+                    Ys = Y0 + start * k
+                    ws_ = w0 + start
+                    weight = <double> rows if unit_weights else _weight_sum(ws_, rows)
+                start += bs
+                if weight == 0:
+                    continue
+                if unit_weights:
+                    ws_ = NULL
+                loss = _batch(&plan, Xs, Ys, ws_, rows, weight, alpha, params[0], params[1],
+                              params[2], params[3], scratch, chunk_grads, ws.chunk_loss, grad)
+                if not isfinite(loss):
+                    loss_curve[epoch] = loss
+                    diverged = True
+                    break
+                epoch_loss += loss * weight
+                epoch_weight += weight
+                steps += 1
+                if optimizer == ADAM:
+                    st.bias1 = 1.0 - pow(beta1, <double> steps)
+                    st.bias2 = 1.0 - pow(beta2, <double> steps)
+                for q in range(4):
+                    _update(&st, params[q], grad + offsets[q], firsts[q], seconds[q],
+                            offsets[q + 1] - offsets[q])
+            if diverged:
                 done = epoch
                 break
-            _descend(&W1[0, 0], grad, d * h, lr)
-            _descend(&b1[0], grad + d * h, h, lr)
-            _descend(&W2[0, 0], grad + d * h + h, h * k, lr)
-            _descend(&b2[0], grad + d * h + h + h * k, k, lr)
+            loss_curve[epoch] = epoch_loss / epoch_weight
+    t[0] = steps
     return done
 
 
 def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
+                       const floating[::1] sample_weight,
                        const floating[:, ::1] W1, const floating[::1] b1,
                        const floating[:, ::1] W2, const floating[::1] b2,
                        floating[:, ::1] grad_W1, floating[::1] grad_b1,
                        floating[:, ::1] grad_W2, floating[::1] grad_b2,
-                       int activation_code, int n_threads):
+                       int activation_code, double alpha, int n_threads):
     """Write dL/dW1, dL/db1, dL/dW2, dL/db2 into the grad_* arrays; return L."""
-    cdef Plan plan = _make_plan(X.shape[0], X.shape[1], W1.shape[1], Y.shape[1],
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Plan plan = _make_plan(n, X.shape[1], W1.shape[1], Y.shape[1],
                                 activation_code, n_threads)
-    cdef _Workspace ws = _allocate(&plan, sizeof(floating))
+    cdef _Workspace ws = _allocate(&plan, 0, sizeof(floating))
     cdef floating *grad = <floating *> ws.grad
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k, i
-    cdef double loss
+    cdef const floating *w = &sample_weight[0]
+    cdef double loss, weight
     with nogil:
-        loss = _loss_and_gradients(&plan, &X[0, 0], &Y[0, 0], &W1[0, 0], &b1[0],
-                                   &W2[0, 0], &b2[0], <floating *> ws.scratch,
-                                   <floating *> ws.chunk_grads, ws.chunk_loss, grad) / plan.n
+        if _all_ones(w, n):
+            weight = <double> n
+            w = NULL
+        else:
+            weight = _weight_sum(w, n)
+        loss = _batch(&plan, &X[0, 0], &Y[0, 0], w, n, weight, alpha,
+                      &W1[0, 0], &b1[0], &W2[0, 0], &b2[0], <floating *> ws.scratch,
+                      <floating *> ws.chunk_grads, ws.chunk_loss, grad)
         for i in range(d * h):
             (&grad_W1[0, 0])[i] = grad[i]
         for i in range(h):

@@ -10,11 +10,20 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from ._fit import fit, loss_and_gradients
 from ._params import Params
 from .backends import available_backends
-from .model import Model
+from .model import Model, load
 
 try:
     __version__ = _version("shallownet")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Model", "Params", "available_backends", "fit", "loss_and_gradients", "__version__"]
+__all__ = ["MLPRegressor", "Model", "Params", "available_backends", "fit", "load",
+           "loss_and_gradients", "__version__"]
+
+
+def __getattr__(name):
+    # the estimator imports scikit-learn: only when asked for
+    if name == "MLPRegressor":
+        from .estimator import MLPRegressor
+        return MLPRegressor
+    raise AttributeError(f"module 'shallownet' has no attribute {name!r}")

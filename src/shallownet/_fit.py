@@ -1,84 +1,132 @@
 """fit() and loss_and_gradients(): validate, initialise, dispatch."""
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from . import _validation as v
 from ._params import Params, init_params
-from .backends import resolve_backend
+from ._training import OPTIMIZERS, SCHEDULES, Trainer, new_state
+from .backends import blas_limit, resolve_backend
 from .model import Model
 
 
-def _blas_limit(module, n_threads):
-    limit = module.BLAS_THREADS if module.BLAS_THREADS is not None else n_threads
-    return threadpool_limits(limits=limit, user_api="blas")
+def check_options(options, n_samples=None):
+    """Validate fit's training options in place; returns the dict."""
+    o = options
+    o["hidden"] = v.check_positive_int(o["hidden"], "hidden")
+    v.check_activation(o["activation"])
+    o["learning_rate"] = v.check_learning_rate(o["learning_rate"])
+    o["epochs"] = v.check_positive_int(o["epochs"], "epochs")
+    o["optimizer"] = v.check_choice(o["optimizer"], "optimizer", OPTIMIZERS)
+    o["batch_size"] = v.check_positive_int(o["batch_size"], "batch_size")
+    o["shuffle"] = v.check_bool(o["shuffle"], "shuffle")
+    o["momentum"] = v.check_real(o["momentum"], "momentum", low=0.0, high=1.0, high_open=True)
+    o["nesterov"] = v.check_bool(o["nesterov"], "nesterov")
+    if o["nesterov"] and not o["momentum"]:
+        raise ValueError("nesterov=True needs a momentum > 0")
+    o["beta1"] = v.check_real(o["beta1"], "beta1", low=0.0, high=1.0, high_open=True)
+    o["beta2"] = v.check_real(o["beta2"], "beta2", low=0.0, high=1.0, high_open=True)
+    o["epsilon"] = v.check_real(o["epsilon"], "epsilon", low=0.0, low_open=True)
+    o["alpha"] = v.check_real(o["alpha"], "alpha", low=0.0)
+    o["learning_rate_schedule"] = v.check_choice(o["learning_rate_schedule"],
+                                                 "learning_rate_schedule", SCHEDULES)
+    o["power_t"] = v.check_real(o["power_t"], "power_t", low=0.0)
+    o["early_stopping"] = v.check_bool(o["early_stopping"], "early_stopping")
+    o["validation_fraction"] = v.check_real(o["validation_fraction"], "validation_fraction",
+                                            low=0.0, high=1.0, low_open=True, high_open=True)
+    o["n_iter_no_change"] = v.check_positive_int(o["n_iter_no_change"], "n_iter_no_change")
+    o["tol"] = v.check_real(o["tol"], "tol", low=0.0)
+    return o
 
 
 def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
-        backend="auto", random_state=None, init=None, dtype=None, n_threads=None):
-    """Train ``yhat = g(X W1 + b1) W2 + b2`` by full-batch gradient descent.
+        backend="auto", random_state=None, init=None, optimizer="gd", batch_size=200,
+        shuffle=True, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8,
+        alpha=0.0, learning_rate_schedule="constant", power_t=0.5, early_stopping=False,
+        validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, sample_weight=None,
+        dtype=None, n_threads=None, verbose=0, callback=None, callback_every=1):
+    """Train ``yhat = g(X W1 + b1) W2 + b2`` on ``L = mean (y - yhat)^2``.
 
-    Parameters
-    ----------
-    X : array-like of shape (n, d)
-    y : array-like of shape (n,) or (n, k)
-    hidden : int, the number of hidden units h.
-    activation : {"tanh", "sigmoid" (alias "logistic"), "relu", "identity"}
-    learning_rate : float, the step size in ``p := p - learning_rate * dL/dp``.
-    epochs : int, the number of full-batch steps.
-    backend : {"auto", "numpy", "numba", "cython"}
-    random_state : None, int or numpy Generator, seeds the initial weights
-        (see ``init_params``); ignored when ``init`` is given.
-    init : Params or 4-tuple (W1, b1, W2, b2), optional, initial weights; copied.
-    dtype : {None, float32, float64}; None follows X (float32 X stays float32,
-        everything else becomes float64).
-    n_threads : int, optional, threads for the compiled loops (default: every
-        core this process may use). Results do not depend on it.
+    The default is the seed's method: full-batch gradient descent
+    ``p := p - learning_rate * dL/dp`` for ``epochs`` epochs. Every option is
+    described in ``docs/training.md``; in short:
 
-    Returns
-    -------
-    Model
-        With ``params``, ``loss_curve`` (loss at the start of each epoch) and
-        ``predict``.
+    X : array-like (n, d); y : array-like (n,) or (n, k).
+    hidden : int, hidden units h. activation : "tanh", "sigmoid" ("logistic"),
+        "relu" or "identity".
+    optimizer : "gd" (full batch, rows in order), "sgd" (minibatches of
+        ``batch_size``, reshuffled each epoch when ``shuffle``; ``momentum``,
+        ``nesterov``), or "adam" (minibatches; ``beta1``, ``beta2``, ``epsilon``).
+    alpha : L2 penalty, ``L += alpha * (|W1|^2 + |W2|^2) / sum(weights of the batch)``.
+    learning_rate_schedule : "constant", or "invscaling": epoch e steps with
+        ``learning_rate / (e + 1) ** power_t``.
+    early_stopping : hold out ``validation_fraction`` of the rows; stop when the
+        validation loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, and restore the best parameters.
+    sample_weight : array-like (n,), non-negative: a weighted mean in the loss.
+    backend : "auto", "numpy", "numba" or "cython". random_state : seeds the
+        initial weights (unless ``init``), the validation split and the shuffling.
+    init : Params or 4-tuple (W1, b1, W2, b2) of starting weights, copied.
+    dtype : None (float32 X stays float32, else float64), "float32" or "float64".
+    n_threads : threads of the compiled loops (default: all usable cores);
+        results do not depend on it.
+    verbose : 0, or 1 for a progress bar (tqdm when installed, else printed lines).
+    callback : ``callback(epoch, loss, params) -> bool`` called after every
+        ``callback_every``-th epoch; True stops training.
 
-    Raises
-    ------
-    FloatingPointError
-        When the loss stops being finite (the learning rate is too large).
+    Returns a Model. Raises ValueError/TypeError naming a bad argument, and
+    FloatingPointError when the loss stops being finite.
     """
+    options = check_options(dict(
+        hidden=hidden, activation=activation, learning_rate=learning_rate, epochs=epochs,
+        optimizer=optimizer, batch_size=batch_size, shuffle=shuffle, momentum=momentum,
+        nesterov=nesterov, beta1=beta1, beta2=beta2, epsilon=epsilon, alpha=alpha,
+        learning_rate_schedule=learning_rate_schedule, power_t=power_t,
+        early_stopping=early_stopping, validation_fraction=validation_fraction,
+        n_iter_no_change=n_iter_no_change, tol=tol))
     dtype = v.check_dtype(dtype, X)
     X, Y = v.check_X_y(X, y, dtype)
-    hidden = v.check_positive_int(hidden, "hidden")
-    act = v.check_activation(activation)
-    learning_rate = v.check_learning_rate(learning_rate)
-    epochs = v.check_positive_int(epochs, "epochs")
-    n_threads = v.check_n_threads(n_threads)
-    backend_name, module = resolve_backend(backend)
     n, d = X.shape
     k = Y.shape[1]
+    sample_weight = v.check_sample_weight(sample_weight, n, dtype)
+    act = v.check_activation(activation)
+    n_threads = v.check_n_threads(n_threads)
+    verbose = v.check_verbose(verbose)
+    callback_every = v.check_positive_int(callback_every, "callback_every")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    backend_name, module = resolve_backend(backend)
+    rng = v.check_random_state(random_state)
     if init is not None:
         W1_shape = np.shape(init[0]) if isinstance(init, (tuple, list)) and len(init) == 4 else None
-        if W1_shape is not None and len(W1_shape) == 2 and W1_shape[1] != hidden:
-            raise ValueError(f"init.W1 has {W1_shape[1]} hidden units but hidden={hidden}; "
+        if W1_shape is not None and len(W1_shape) == 2 and W1_shape[1] != options["hidden"]:
+            raise ValueError(f"init.W1 has {W1_shape[1]} hidden units but hidden={options['hidden']}; "
                              f"pass hidden={W1_shape[1]}")
-        params = v.check_init(init, d, hidden, k, dtype)
+        params = v.check_init(init, d, options["hidden"], k, dtype)
     else:
-        rng = v.check_random_state(random_state)
-        params = init_params(d, hidden, k, activation, rng, dtype)
+        params = init_params(d, options["hidden"], k, activation, rng, dtype)
+    split_rng, shuffle_rng = rng.spawn(2)
 
-    loss_curve = np.full(epochs, np.nan)
-    with _blas_limit(module, n_threads):
-        done = module.train(X, Y, params, act.code, learning_rate, epochs, n_threads, loss_curve)
-    if done < epochs or not all(np.isfinite(p).all() for p in params):
-        raise FloatingPointError(
-            f"training diverged: the loss became {loss_curve[min(done, epochs - 1)]:g} at epoch {done} "
-            f"with learning_rate={learning_rate:g}; try a smaller learning_rate "
-            f"(for example {learning_rate / 10:g}) or scale X and y")
-    return Model(params=params, loss_curve=loss_curve, activation=activation,
-                 backend=backend_name, one_d_y=np.ndim(y) == 1, learning_rate=learning_rate)
+    validation = None
+    if options["early_stopping"]:
+        n_val = int(np.ceil(options["validation_fraction"] * n))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f"early_stopping needs at least one training and one validation row; "
+                             f"with n={n} and validation_fraction={options['validation_fraction']} "
+                             f"there are {n - n_val} and {n_val}")
+        rows = split_rng.permutation(n)
+        val_rows, train_rows = np.sort(rows[:n_val]), np.sort(rows[n_val:])
+        validation = (X[val_rows], Y[val_rows], sample_weight[val_rows])
+        X, Y, sample_weight = X[train_rows], Y[train_rows], sample_weight[train_rows]
+
+    trainer = Trainer(module, options, act, params, new_state(params), shuffle_rng, n_threads)
+    model = Model(trainer, backend=backend_name, one_d_y=np.ndim(y) == 1)
+    model._train(X, Y, sample_weight, options["epochs"], validation=validation,
+                 callback=callback, callback_every=callback_every, verbose=verbose)
+    return model
 
 
-def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threads=None):
+def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threads=None,
+                       *, sample_weight=None, alpha=0.0):
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``.
 
     ``params`` is a Params or 4-tuple; its shapes fix h. Computed by the named
@@ -86,6 +134,8 @@ def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threa
     """
     dtype = v.check_dtype(None, X)
     X, Y = v.check_X_y(X, y, dtype)
+    sample_weight = v.check_sample_weight(sample_weight, X.shape[0], dtype)
+    alpha = v.check_real(alpha, "alpha", low=0.0)
     act = v.check_activation(activation)
     n_threads = v.check_n_threads(n_threads)
     _, module = resolve_backend(backend)
@@ -95,6 +145,7 @@ def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threa
     if len(W1_shape) != 2:
         raise ValueError(f"params.W1 must be 2-D of shape (d, h), got shape {W1_shape}")
     checked = v.check_init(params, X.shape[1], W1_shape[1], Y.shape[1], dtype, name="params")
-    with _blas_limit(module, n_threads):
-        loss, grads = module.loss_and_gradients(X, Y, checked, act.code, n_threads)
+    with blas_limit(module, n_threads):
+        loss, grads = module.loss_and_gradients(X, Y, sample_weight, checked, act.code, alpha,
+                                                n_threads)
     return float(loss), Params(*grads)

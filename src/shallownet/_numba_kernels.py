@@ -1,32 +1,53 @@
-# Numba kernels of shallownet (design: docs/kernels.md).
+# Numba kernels of shallownet (design: docs/kernels.md; semantics: docs/training.md).
 #
-# Computes full-batch gradient descent for yhat = g(X W1 + b1) W2 + b2 on
-# L = (1/n) sum_{i,c} (yhat_ic - y_ic)^2: each epoch the loss and its four
-# gradients, then p := p - learning_rate * dL/dp.
+# Trains yhat = g(X W1 + b1) W2 + b2 on the weighted squared loss with an L2
+# penalty: each epoch walks the rows (in order, or in a given order per epoch)
+# in batches; a batch B with weight sum W_B > 0 takes
+#   L_B = sum_{i in B} w_i sum_c (yhat_ic - y_ic)^2 / W_B + alpha (|W1|^2 + |W2|^2) / W_B
+# and its four gradients, then one step of SGD (plain, momentum, Nesterov) or
+# Adam. The whole block of epochs is one compiled call.
 # Assumes validated input: X (n, d) and Y (n, k) C-contiguous, finite, float32
-# or float64, possibly read-only; W1 (d, h), b1 (h,), W2 (h, k), b2 (k,)
-# C-contiguous, writable, of X's dtype; loss_curve float64 (epochs,).
-# Writes the parameters in place and loss_curve[:epochs done]; never raises.
+# or float64, possibly read-only; w (n,) finite, non-negative, of X's dtype;
+# W1 (d, h), b1 (h,), W2 (h, k), b2 (k,) and the optimizer state C-contiguous,
+# writable, of X's dtype; orders int64; loss_curve float64 (epochs,).
+# Writes the parameters and state in place and loss_curve[:epochs done];
+# never raises.
+#
+# Batches. Each batch runs the full-batch code of the seed on its own rows:
+# chunks fixed by the batch's row count (a batch of at most 2048 rows is one
+# chunk, run serially), private accumulators reduced in chunk order, tiles.
+# Rows in order: a batch is a slice of X (and of the transposed copy of X the
+# explicit loops read), nothing is copied. Shuffled: each batch's rows, Y rows
+# and weights are gathered into buffers allocated once per call, in the
+# layout the tiles read (row-major for the GEMMs, transposed for the loops).
 #
 # Flags. fastmath 'contract' only (a*b + c may become an FMA: deterministic),
 # except for the functions that sum over rows, which also allow 'reassoc' so
 # that LLVM keeps vector partial sums: a fixed order for a compiled function,
-# the same run to run and for every thread count (chunks are fixed by n and
-# reduced in chunk order). error_model='numpy' drops the ZeroDivisionError
-# check on each division, a branch that would stop the loops vectorising.
+# the same run to run and for every thread count (chunks are fixed by the
+# batch's row count and reduced in chunk order), and the optimizer steps,
+# which have no fastmath at all so that they round as the NumPy reference
+# does. error_model='numpy' drops the ZeroDivisionError check on each
+# division, a branch that would stop the loops vectorising.
+
+import math
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
+
+from ._training import ADAM
 
 IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 
 _FASTMATH = {"contract"}
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 _JIT_ROW_SUM = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+# fastmath=False set explicitly: an unset flag is inherited from the caller
+_JIT_EXACT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
-# Chunks: fixed by n alone (docs/kernels.md).
+# Chunks: fixed by the batch's row count alone (docs/kernels.md).
 MIN_CHUNK_ROWS = 2048
 MAX_CHUNKS = 32
 # Two tile kernels, chosen by the shapes. Measured single-threaded at
@@ -47,6 +68,11 @@ GEMM_TILE_ROWS = 256
 GEMM_MIN_HIDDEN = 16
 GEMM_MIN_DH = 64
 GEMM_ALWAYS_DH = 256
+# Shuffled batches: while gathering row i, prefetch row i + PREFETCH_ROWS of
+# the batch. At (n, d) = (100000, 10), batches of 200, Adam: 16 took the
+# gathers from ~2.5 ms to ~0.5 ms an epoch over gathering the rows in order
+# (prefetching a whole next batch at once saved ~1 ms).
+PREFETCH_ROWS = 16
 
 
 # ---------------------------------------------------------------- bit casts
@@ -71,6 +97,39 @@ def _bits_float64(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
     return types.float64(types.int64), codegen
+
+
+# ---------------------------------------------------------------- dtype of the parameters
+
+def _like(x, a):
+    """The scalar x converted to the dtype of the array a (compiled code only)."""
+    return a.dtype.type(x)
+
+
+@overload(_like)
+def _like_overload(x, a):
+    if a.dtype == types.float32:
+        return lambda x, a: np.float32(x)
+    return lambda x, a: np.float64(x)
+
+
+@intrinsic
+def _prefetch(typingctx, a, i):
+    """A hint that element i (flat index) of the C-contiguous array a will be
+    read soon: llvm.prefetch (read, keep in all cache levels). No effect on results."""
+    if not isinstance(a, types.Array) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", [pointer.type],
+            ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]))
+        builder.call(prefetch, [pointer, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(a, i), codegen
 
 
 # ---------------------------------------------------------------- activations
@@ -237,15 +296,17 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat):
 
 
 @njit(**_JIT_ROW_SUM)
-def _residual(yhat, y, scale):
-    """yhat := dL/dyhat = scale (yhat - y); returns (sum of (yhat - y)^2, sum of dL/dyhat)."""
+def _residual(yhat, y, w, scale):
+    """yhat := dL/dyhat = (scale w_i) (yhat - y); returns
+    (sum of w_i (yhat - y)^2, sum of dL/dyhat)."""
     loss = 0.0
     sum_D = 0.0
     for i in range(yhat.shape[0]):
         r = yhat[i] - y[i]
+        wi = w[i]
         v = np.float64(r)
-        loss += v * v
-        D = scale * r
+        loss += (np.float64(wi) * v) * v
+        D = (scale * wi) * r
         yhat[i] = D
         sum_D += D
     return loss, sum_D
@@ -331,11 +392,11 @@ def _backward_unit(XT, r0, T, W2, j, D, a, g, dz, grad_W1, grad_b1, grad_W2):
 
 
 @njit(**_JIT)
-def _tile_explicit(XT, YT, r0, T, W1, b1, W2, b2, code, scale,
+def _tile_explicit(XT, YT, w, r0, T, W1, b1, W2, b2, code, scale,
                    buf_G, buf_A, buf_R, buf_T, grad_W1, grad_b1, grad_W2, grad_b2):
     """One tile of T rows from r0 with explicit loops along the rows.
 
-    Adds the tile's gradients to grad_*, returns its sum of squared residuals.
+    Adds the tile's gradients to grad_*, returns its weighted sum of squared residuals.
     """
     h = W1.shape[1]
     k = W2.shape[1]
@@ -348,8 +409,9 @@ def _tile_explicit(XT, YT, r0, T, W1, b1, W2, b2, code, scale,
     for j in range(h):
         _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R)
     loss = 0.0
+    w_t = w[r0:r0 + T]
     for c in range(k):
-        loss_c, sum_D = _residual(R[c], YT[c, r0:r0 + T], scale)
+        loss_c, sum_D = _residual(R[c], YT[c, r0:r0 + T], w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
     for j in range(h):
@@ -370,12 +432,12 @@ def _activate_rows(G, A, b1, code):
 
 
 @njit(**_JIT)
-def _tile_gemm(X, Y, r0, T, W1, b1, W2, W2T, b2, code, scale,
+def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale,
                buf_G, buf_A, buf_R, tmp_W1, tmp_W2, grad_W1, grad_b1, grad_W2, grad_b2):
     """One tile of T rows from r0: the products are BLAS GEMMs (np.dot into
     preallocated outputs), the elementwise work is fused around them.
 
-    Adds the tile's gradients to grad_*, returns its sum of squared residuals.
+    Adds the tile's gradients to grad_*, returns its weighted sum of squared residuals.
     """
     h = W1.shape[1]
     k = W2.shape[1]
@@ -395,10 +457,13 @@ def _tile_gemm(X, Y, r0, T, W1, b1, W2, W2T, b2, code, scale,
     np.dot(A, W2, R)
     loss = 0.0
     for i in range(T):
+        wi = w[r0 + i]
+        scale_i = scale * wi
         for c in range(k):
             res = R[i, c] + b2[c] - Y[r0 + i, c]
-            loss += np.float64(res) * np.float64(res)
-            R[i, c] = scale * res
+            v = np.float64(res)
+            loss += (np.float64(wi) * v) * v
+            R[i, c] = scale_i * res
     np.dot(A.T, R, tmp_W2)
     for j in range(h):
         for c in range(k):
@@ -437,13 +502,13 @@ def _tile_gemm(X, Y, r0, T, W1, b1, W2, W2T, b2, code, scale,
 # ---------------------------------------------------------------- chunks
 
 @njit(**_JIT)
-def _chunk(c, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, W1, b1, W2, W2T, b2, code, scale,
-           buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
+def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
+           W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
            chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
-    """Chunk c's loss and gradients into its own accumulators, tile by tile."""
-    n = X.shape[0]
-    begin = c * chunk_rows
-    end = min(n, begin + chunk_rows)
+    """Chunk c of the batch of m rows from row0: its loss and gradients into
+    its own accumulators, tile by tile."""
+    begin = row0 + c * chunk_rows
+    end = min(row0 + m, begin + chunk_rows)
     grad_W1 = chunk_W1[c]
     grad_b1 = chunk_b1[c]
     grad_W2 = chunk_W2[c]
@@ -456,32 +521,35 @@ def _chunk(c, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, W1, b1, W2, W2T, b2
     for r0 in range(begin, end, tile_rows):
         T = min(tile_rows, end - r0)
         if use_gemm:
-            loss += _tile_gemm(X, Y, r0, T, W1, b1, W2, W2T, b2, code, scale,
+            loss += _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale,
                                buf_G, buf_A, buf_R, tmp_W1, tmp_W2,
                                grad_W1, grad_b1, grad_W2, grad_b2)
         else:
-            loss += _tile_explicit(XT, YT, r0, T, W1, b1, W2, b2, code, scale,
+            loss += _tile_explicit(XT, YT, w, r0, T, W1, b1, W2, b2, code, scale,
                                    buf_G, buf_A, buf_R, buf_T,
                                    grad_W1, grad_b1, grad_W2, grad_b2)
     chunk_loss[c] = loss
 
 
 @njit(parallel=True, **_JIT)
-def _chunks_parallel(n_workers, n_chunks, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT,
-                     W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
+def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_gemm,
+                     X, Y, XT, YT, w, W1, b1, W2, W2T, b2, code, scale,
+                     buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
                      chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     # one prange iteration per worker; a worker owns its buffers and a
     # contiguous run of chunks (a static schedule)
-    for w in prange(n_workers):
-        for c in range(w * n_chunks // n_workers, (w + 1) * n_chunks // n_workers):
-            _chunk(c, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, W1, b1, W2, W2T, b2,
-                   code, scale, buf_G[w], buf_A[w], buf_R[w], buf_T[w], tmp_W1[w], tmp_W2[w],
+    for wk in prange(n_workers):
+        for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
+            _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
+                   W1, b1, W2, W2T, b2, code, scale,
+                   buf_G[wk], buf_A[wk], buf_R[wk], buf_T[wk], tmp_W1[wk], tmp_W2[wk],
                    chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
 
 
 @njit(**_JIT)
 def _plan(n, d, h, k):
-    """(n_chunks, chunk_rows, tile_rows, use_gemm): fixed by the shapes alone."""
+    """(n_chunks, chunk_rows, tile_rows, use_gemm) for a batch of n rows:
+    fixed by the shapes alone."""
     chunk_rows = max(MIN_CHUNK_ROWS, (n + MAX_CHUNKS - 1) // MAX_CHUNKS)
     n_chunks = (n + chunk_rows - 1) // chunk_rows
     use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
@@ -494,14 +562,17 @@ def _plan(n, d, h, k):
 
 
 @njit(**_JIT)
-def _workspace(X, Y, W1, n_threads):
-    """Every buffer of a fit, allocated once: the plan, per-worker tile buffers
-    and per-chunk accumulators."""
+def _workspace(X, Y, W1, rows, n_threads, gather):
+    """Every buffer of a call, allocated once: for batches of at most ``rows``
+    rows the per-worker tile buffers and per-chunk accumulators; the
+    transposed X and Y of the explicit loops (all of X, or with ``gather`` a
+    batch's rows); the row-major batch buffers of the GEMM path with
+    ``gather``, and the gathered weights."""
     n, d = X.shape
     h = W1.shape[1]
     k = Y.shape[1]
     dtype = W1.dtype
-    n_chunks, chunk_rows, tile_rows, use_gemm = _plan(n, d, h, k)
+    n_chunks, chunk_rows, tile_rows, use_gemm = _plan(rows, d, h, k)
     n_workers = max(1, min(n_threads, n_chunks))
     if use_gemm:
         XT = np.empty((0, 0), dtype)
@@ -509,13 +580,27 @@ def _workspace(X, Y, W1, n_threads):
         tmp_W1 = np.empty((n_workers, d, h), dtype)
         tmp_W2 = np.empty((n_workers, h, k), dtype)
         buf_T = np.empty((n_workers, 0), dtype)
+        if gather:
+            X_batch = np.empty((rows, d), dtype)
+            Y_batch = np.empty((rows, k), dtype)
+        else:
+            X_batch = np.empty((0, 0), dtype)
+            Y_batch = np.empty((0, 0), dtype)
     else:
-        # the explicit loops run along rows: a transposed copy of X, once per fit
-        XT = np.ascontiguousarray(X.T)
-        YT = np.ascontiguousarray(Y.T)
+        # the explicit loops run along rows: X transposed, all of it once per
+        # call, or each gathered batch straight into a transposed buffer
+        if gather:
+            XT = np.empty((d, rows), dtype)
+            YT = np.empty((k, rows), dtype)
+        else:
+            XT = np.ascontiguousarray(X.T)
+            YT = np.ascontiguousarray(Y.T)
+        X_batch = np.empty((0, 0), dtype)
+        Y_batch = np.empty((0, 0), dtype)
         tmp_W1 = np.empty((n_workers, 0, 0), dtype)
         tmp_W2 = np.empty((n_workers, 0, 0), dtype)
         buf_T = np.empty((n_workers, tile_rows), dtype)
+    w_batch = np.empty(rows if gather else 0, dtype)
     buffers = (np.empty((n_workers, tile_rows * h), dtype),     # buf_G
                np.empty((n_workers, tile_rows * h), dtype),     # buf_A
                np.empty((n_workers, tile_rows * k), dtype),     # buf_R
@@ -523,29 +608,58 @@ def _workspace(X, Y, W1, n_threads):
     chunks = (np.empty((n_chunks, d, h), dtype), np.empty((n_chunks, h), dtype),
               np.empty((n_chunks, h, k), dtype), np.empty((n_chunks, k), dtype),
               np.empty(n_chunks, np.float64))
-    return (n_workers, n_chunks, chunk_rows, tile_rows, use_gemm,
-            XT, YT, np.empty((k, h), dtype), buffers, chunks)
+    return (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch,
+            np.empty((k, h), dtype), buffers, chunks)
+
+
+@njit(**_JIT_ROW_SUM)
+def _sum_squares(a):
+    """sum a^2 over all of a, in float64."""
+    flat = a.reshape(-1)
+    s = 0.0
+    for i in range(flat.shape[0]):
+        v = np.float64(flat[i])
+        s += v * v
+    return s
+
+
+@njit(**_JIT_EXACT)
+def _add_scaled(grad, s, p):
+    """grad += s * p (rounded as NumPy rounds it: no FMA)."""
+    grad_flat = grad.reshape(-1)
+    p_flat = p.reshape(-1)
+    for i in range(grad_flat.shape[0]):
+        grad_flat[i] += s * p_flat[i]
 
 
 @njit(**_JIT)
-def _gradients(X, Y, W1, b1, W2, b2, code, workspace, grad_W1, grad_b1, grad_W2, grad_b2):
-    """L and its gradients at the current parameters (grads into grad_*); returns L."""
-    (n_workers, n_chunks, chunk_rows, tile_rows, use_gemm,
-     XT, YT, W2T, buffers, chunks) = workspace
+def _gradients(X, Y, XT, YT, w, row0, m, weight, W1, b1, W2, b2, code, alpha, workspace,
+               grad_W1, grad_b1, grad_W2, grad_b2):
+    """L_B and its gradients (into grad_*) at the current parameters for the
+    batch of the m rows from row0 of (X, Y, w) (GEMM path) or of (XT, YT, w)
+    (explicit path), whose weights sum to ``weight`` > 0; returns L_B."""
+    (max_workers, _, _, _, _, _, _, W2T, buffers, chunks) = workspace
     buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2 = buffers
     chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss = chunks
-    n = X.shape[0]
-    scale = 2.0 / n                       # dL/dyhat = (2/n) (yhat - y)
+    d, h = W1.shape
+    k = W2.shape[1]
+    n_chunks, chunk_rows, tile_rows, use_gemm = _plan(m, d, h, k)
+    # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
+    scale = _like(2.0 / weight, W1)
     W2T[:, :] = W2.T
     if n_chunks == 1:
-        # one chunk: no parallel region (its start-up would dominate small n)
-        _chunk(0, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, W1, b1, W2, W2T, b2,
-               code, scale, buf_G[0], buf_A[0], buf_R[0], buf_T[0], tmp_W1[0], tmp_W2[0],
+        # one chunk: no parallel region (its start-up would dominate small
+        # batches). Chunk n_chunks - 1 = 0, not the literal 0: a literal
+        # argument would compile _chunk and its callees a second time
+        _chunk(n_chunks - 1, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
+               W1, b1, W2, W2T, b2, code, scale,
+               buf_G[0], buf_A[0], buf_R[0], buf_T[0], tmp_W1[0], tmp_W2[0],
                chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     else:
-        _chunks_parallel(n_workers, n_chunks, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT,
-                         W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T,
-                         tmp_W1, tmp_W2, chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
+        _chunks_parallel(min(max_workers, n_chunks), n_chunks, row0, m, chunk_rows, tile_rows,
+                         use_gemm, X, Y, XT, YT, w, W1, b1, W2, W2T, b2, code, scale,
+                         buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
+                         chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     # reduce in chunk order: the same sums whatever the number of workers
     grad_W1[:, :] = chunk_W1[0]
     grad_b1[:] = chunk_b1[0]
@@ -558,46 +672,246 @@ def _gradients(X, Y, W1, b1, W2, b2, code, workspace, grad_W1, grad_b1, grad_W2,
         grad_W2 += chunk_W2[c]
         grad_b2 += chunk_b2[c]
         loss += chunk_loss[c]
-    return loss / n
+    if alpha != 0.0:
+        # the L2 penalty (alpha / W_B) (|W1|^2 + |W2|^2) and its gradients
+        loss += alpha * (_sum_squares(W1) + _sum_squares(W2))
+        s = _like(2.0 * alpha / weight, W1)
+        _add_scaled(grad_W1, s, W1)
+        _add_scaled(grad_W2, s, W2)
+    return loss / weight
+
+
+# ---------------------------------------------------------------- batches
+
+@njit(**_JIT_ROW_SUM)
+def _weight_sum(w):
+    """sum w in float64."""
+    s = 0.0
+    for i in range(w.shape[0]):
+        s += np.float64(w[i])
+    return s
+
+
+@njit(**_JIT_ROW_SUM)
+def _gather_weights(w, rows, w_batch):
+    """w_batch[i] = w[rows[i]]; returns their sum in float64."""
+    m = rows.shape[0]
+    s = 0.0
+    for i in range(m):
+        if i + PREFETCH_ROWS < m:
+            _prefetch(w, rows[i + PREFETCH_ROWS])
+        wi = w[rows[i]]
+        w_batch[i] = wi
+        s += np.float64(wi)
+    return s
+
+
+@njit(inline="always", **_JIT)
+def _prefetch_row(X, Y, r):
+    """Ask for the cache lines of row r of X (its first and last element) and of Y."""
+    d = X.shape[1]
+    k = Y.shape[1]
+    _prefetch(X, r * d)
+    _prefetch(X, r * d + d - 1)
+    _prefetch(Y, r * k)
 
 
 @njit(**_JIT)
-def _step(p, grad, learning_rate):
-    """p := p - learning_rate * grad, in p's dtype."""
+def _gather_rows(X, Y, rows, X_batch, Y_batch):
+    """X_batch[i] = X[rows[i]], Y_batch[i] = Y[rows[i]] (the GEMM path's layout)."""
+    d = X.shape[1]
+    k = Y.shape[1]
+    m = rows.shape[0]
+    for i in range(m):
+        if i + PREFETCH_ROWS < m:
+            _prefetch_row(X, Y, rows[i + PREFETCH_ROWS])
+        r = rows[i]
+        for l in range(d):
+            X_batch[i, l] = X[r, l]
+        for c in range(k):
+            Y_batch[i, c] = Y[r, c]
+
+
+@njit(**_JIT)
+def _gather_columns(X, Y, rows, XT, YT):
+    """XT[:, i] = X[rows[i]], YT[:, i] = Y[rows[i]] (the explicit loops' layout)."""
+    d = X.shape[1]
+    k = Y.shape[1]
+    m = rows.shape[0]
+    for i in range(m):
+        if i + PREFETCH_ROWS < m:
+            _prefetch_row(X, Y, rows[i + PREFETCH_ROWS])
+        r = rows[i]
+        for l in range(d):
+            XT[l, i] = X[r, l]
+        for c in range(k):
+            YT[c, i] = Y[r, c]
+
+
+# ---------------------------------------------------------------- steps
+# Elementwise, in the order of operations of the reference's _step and in the
+# parameters' dtype (every scalar is converted to it first, as NumPy does with
+# a Python float); no fastmath, so no FMA: with the same gradient the update
+# is rounded exactly as NumPy rounds it.
+
+@njit(**_JIT_EXACT)
+def _step_sgd(p, g, lr):
+    """p -= lr g."""
     p_flat = p.reshape(-1)
-    grad_flat = grad.reshape(-1)
+    g_flat = g.reshape(-1)
     for i in range(p_flat.shape[0]):
-        p_flat[i] -= learning_rate * grad_flat[i]
+        p_flat[i] -= lr * g_flat[i]
+
+
+@njit(**_JIT_EXACT)
+def _step_momentum(p, g, velocity, mu, lr, nesterov):
+    """velocity = mu velocity - lr g; p += velocity, or with Nesterov p += mu velocity - lr g."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    v_flat = velocity.reshape(-1)
+    if nesterov:
+        for i in range(p_flat.shape[0]):
+            vi = v_flat[i] * mu
+            vi = vi - lr * g_flat[i]
+            v_flat[i] = vi
+            p_flat[i] += mu * vi - lr * g_flat[i]
+    else:
+        for i in range(p_flat.shape[0]):
+            vi = v_flat[i] * mu
+            vi = vi - lr * g_flat[i]
+            v_flat[i] = vi
+            p_flat[i] += vi
+
+
+@njit(**_JIT_EXACT)
+def _step_adam(p, g, m, v, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+               bias1, bias2, epsilon):
+    """m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
+    p -= lr (m / bias1) / (sqrt(v / bias2) + epsilon)."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    m_flat = m.reshape(-1)
+    v_flat = v.reshape(-1)
+    for i in range(p_flat.shape[0]):
+        gi = g_flat[i]
+        mi = m_flat[i] * beta1
+        mi = mi + one_minus_beta1 * gi
+        vi = v_flat[i] * beta2
+        vi = vi + (one_minus_beta2 * gi) * gi
+        m_flat[i] = mi
+        v_flat[i] = vi
+        p_flat[i] -= lr * (mi / bias1) / (np.sqrt(vi / bias2) + epsilon)
 
 
 @njit(**_JIT)
-def train(X, Y, W1, b1, W2, b2, code, learning_rate, epochs, n_threads, loss_curve):
-    """Run the epochs of gradient descent on W1, b1, W2, b2 in place.
+def _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
+          mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t, optimizer, lr, momentum, nesterov,
+          beta1, beta2, epsilon):
+    """One optimizer update of every parameter, t = the steps taken counting
+    this one (float64 scalars; converted to the parameters' dtype here)."""
+    if optimizer == ADAM:
+        bias1 = _like(1.0 - math.pow(beta1, np.float64(t)), W1)
+        bias2 = _like(1.0 - math.pow(beta2, np.float64(t)), W1)
+        b1_, c1 = _like(beta1, W1), _like(1.0 - beta1, W1)
+        b2_, c2 = _like(beta2, W1), _like(1.0 - beta2, W1)
+        eps = _like(epsilon, W1)
+        _step_adam(W1, grad_W1, mW1, vW1, lr, b1_, c1, b2_, c2, bias1, bias2, eps)
+        _step_adam(b1, grad_b1, mb1, vb1, lr, b1_, c1, b2_, c2, bias1, bias2, eps)
+        _step_adam(W2, grad_W2, mW2, vW2, lr, b1_, c1, b2_, c2, bias1, bias2, eps)
+        _step_adam(b2, grad_b2, mb2, vb2, lr, b1_, c1, b2_, c2, bias1, bias2, eps)
+    elif momentum != 0.0:
+        mu = _like(momentum, W1)
+        _step_momentum(W1, grad_W1, mW1, mu, lr, nesterov)
+        _step_momentum(b1, grad_b1, mb1, mu, lr, nesterov)
+        _step_momentum(W2, grad_W2, mW2, mu, lr, nesterov)
+        _step_momentum(b2, grad_b2, mb2, mu, lr, nesterov)
+    else:
+        _step_sgd(W1, grad_W1, lr)
+        _step_sgd(b1, grad_b1, lr)
+        _step_sgd(W2, grad_W2, lr)
+        _step_sgd(b2, grad_b2, lr)
 
-    learning_rate is a scalar of the parameters' dtype. loss_curve[e] receives
-    the loss epoch e starts from; returns the number of finished epochs
-    (stops at the first loss that is not finite).
+
+# ---------------------------------------------------------------- entry points
+
+@njit(**_JIT)
+def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
+          code, optimizer, learning_rate, power_t, momentum, nesterov, beta1, beta2, epsilon,
+          alpha, batch_size, epoch0, orders, loss_curve, n_threads):
+    """Run len(loss_curve) epochs on W1, b1, W2, b2 and the optimizer state
+    (m*, v*, t: int64 (1,) steps taken) in place; see the header.
+
+    orders: int64 (epochs, n) row orders, or (0, 0) for rows in order.
+    loss_curve[e] receives the weighted mean of the epoch's batch losses;
+    returns the number of finished epochs (stops at the first batch loss that
+    is not finite, after writing it to loss_curve).
     """
-    workspace = _workspace(X, Y, W1, n_threads)
+    n = X.shape[0]
+    epochs = loss_curve.shape[0]
+    rows = max(1, min(batch_size, n))
+    n_batches = (n + rows - 1) // rows
+    gather = orders.shape[0] > 0
+    workspace = _workspace(X, Y, W1, rows, n_threads, gather)
+    use_gemm = workspace[1]
+    XT, YT, X_batch, Y_batch, w_batch = workspace[2:7]
     grad_W1 = np.empty_like(W1)
     grad_b1 = np.empty_like(b1)
     grad_W2 = np.empty_like(W2)
     grad_b2 = np.empty_like(b2)
+    # rows in order: the batches and their weights are the same every epoch
+    batch_weight = np.empty(0 if gather else n_batches)
+    if not gather:
+        for batch in range(n_batches):
+            start = batch * rows
+            batch_weight[batch] = _weight_sum(w[start:min(n, start + rows)])
     for epoch in range(epochs):
-        loss = _gradients(X, Y, W1, b1, W2, b2, code, workspace,
-                          grad_W1, grad_b1, grad_W2, grad_b2)
-        loss_curve[epoch] = loss
-        if not np.isfinite(loss):
-            return epoch
-        _step(W1, grad_W1, learning_rate)
-        _step(b1, grad_b1, learning_rate)
-        _step(W2, grad_W2, learning_rate)
-        _step(b2, grad_b2, learning_rate)
+        lr = _like(learning_rate / math.pow(np.float64(epoch0 + epoch + 1), power_t), W1)
+        epoch_loss = 0.0
+        epoch_weight = 0.0
+        for batch in range(n_batches):
+            start = batch * rows
+            m = min(rows, n - start)
+            # a gathered batch starts at row 0 of its buffers (one int64 for
+            # both cases: a literal 0 would compile every callee a second time)
+            row0 = 0 if gather else start
+            if gather:
+                order = orders[epoch, start:start + m]
+                weight = _gather_weights(w, order, w_batch)
+                if weight == 0.0:
+                    continue
+                if use_gemm:
+                    _gather_rows(X, Y, order, X_batch, Y_batch)
+                else:
+                    _gather_columns(X, Y, order, XT, YT)
+                loss = _gradients(X_batch, Y_batch, XT, YT, w_batch, row0, m, weight,
+                                  W1, b1, W2, b2, code, alpha, workspace,
+                                  grad_W1, grad_b1, grad_W2, grad_b2)
+            else:
+                weight = batch_weight[batch]
+                if weight == 0.0:
+                    continue
+                loss = _gradients(X, Y, XT, YT, w, row0, m, weight,
+                                  W1, b1, W2, b2, code, alpha, workspace,
+                                  grad_W1, grad_b1, grad_W2, grad_b2)
+            if not np.isfinite(loss):
+                loss_curve[epoch] = loss
+                return epoch
+            epoch_loss += loss * weight
+            epoch_weight += weight
+            t[0] += 1
+            _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
+                  mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
+                  nesterov, beta1, beta2, epsilon)
+        loss_curve[epoch] = epoch_loss / epoch_weight
     return epochs
 
 
 @njit(**_JIT)
-def loss_and_gradients(X, Y, W1, b1, W2, b2, code, n_threads, grad_W1, grad_b1, grad_W2, grad_b2):
-    """The loss at the parameters; its gradients into grad_*."""
-    workspace = _workspace(X, Y, W1, n_threads)
-    return _gradients(X, Y, W1, b1, W2, b2, code, workspace, grad_W1, grad_b1, grad_W2, grad_b2)
+def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
+                       grad_W1, grad_b1, grad_W2, grad_b2):
+    """L over all rows at the parameters; its gradients into grad_*."""
+    n = X.shape[0]
+    workspace = _workspace(X, Y, W1, n, n_threads, False)
+    XT, YT = workspace[2:4]
+    return _gradients(X, Y, XT, YT, w, n - n, n, _weight_sum(w), W1, b1, W2, b2, code, alpha,
+                      workspace, grad_W1, grad_b1, grad_W2, grad_b2)

@@ -141,3 +141,57 @@ def check_init(init, d, hidden, k, dtype, name="init"):
         _check_finite(arr, f"{name}.{field}")
         arrays.append(arr.copy())  # always private: the kernels update it in place
     return Params(*arrays)
+
+
+def check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_real(value, name, *, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number in the interval [low, high] (ends open where said)."""
+    interval = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+                f"{'inf' if high is None else high}{')' if high_open else ']'}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in {interval}, got {value!r}")
+    value = float(value)
+    ok = np.isfinite(value)
+    if low is not None:
+        ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+    return value
+
+
+def check_sample_weight(sample_weight, n, dtype):
+    """Unit weights for None; else a finite, non-negative (n,) array with a positive sum."""
+    if sample_weight is None:
+        return np.ones(n, dtype=dtype)
+    w = _as_real_array(sample_weight, "sample_weight", dtype)
+    if w.ndim == 0:
+        w = np.full(n, w, dtype=dtype)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    _check_finite(w, "sample_weight")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    if not w.sum(dtype=np.float64) > 0:
+        raise ValueError("sample_weight must have a positive sum: all weights are zero")
+    return w.copy() if np.may_share_memory(w, sample_weight) else w
+
+
+def check_verbose(verbose):
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise ValueError(f"verbose must be a non-negative integer, got {verbose!r}")
+    return int(verbose)

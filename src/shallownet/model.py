@@ -1,10 +1,18 @@
-"""Model: the result of a fit, with predict."""
+"""Model: the result of a fit: predict, partial_fit, save and load."""
+
+import json
+import zipfile
 
 import numpy as np
 
 from . import _validation as v
 from ._activations import ACTIVATIONS
 from ._params import Params
+from ._training import OptimizerState, Trainer
+from .backends import resolve_backend
+
+# version of the .npz layout written by Model.save; load refuses any other
+FORMAT_VERSION = 1
 
 
 class Model:
@@ -14,43 +22,158 @@ class Model:
     ----------
     params : Params
         (W1, b1, W2, b2) in the dtype of the fit.
-    loss_curve : ndarray of shape (epochs,)
-        ``loss_curve[e]`` is the training loss at the parameters epoch ``e``
-        started from (entry 0 is the loss of the initial weights).
-    activation, backend, learning_rate : the settings of the fit.
+    loss_curve : ndarray (n_epochs_,)
+        Training loss per epoch: for "gd", the loss at the parameters the
+        epoch started from (entry 0 is the loss of the initial weights); for
+        minibatch optimizers, the weighted mean of the batch losses of the epoch.
+    validation_curve : ndarray (n_epochs_,)
+        With early stopping, the validation loss after each epoch; else empty.
+    n_epochs_ : int, the epochs run (fewer than asked when training stopped early).
+    best_epoch_ : int or None, with early stopping the epoch whose parameters were restored.
+    backend, activation, learning_rate, options : the settings of the fit.
     """
 
-    def __init__(self, params, loss_curve, activation, backend, one_d_y, learning_rate):
-        self.params = Params(*params)
-        self.loss_curve = loss_curve
-        self.activation = activation
+    def __init__(self, trainer, backend, one_d_y):
+        self._trainer = trainer
         self.backend = backend
-        self.learning_rate = learning_rate
         self._one_d_y = one_d_y
+        self.loss_curve = np.empty(0)
+        self.validation_curve = np.empty(0)
 
-    @property
-    def dtype(self):
-        return self.params.W1.dtype
+    # -- settings and results
+    params = property(lambda self: self._trainer.params)
+    options = property(lambda self: dict(self._trainer.options))
+    activation = property(lambda self: self._trainer.options["activation"])
+    learning_rate = property(lambda self: self._trainer.options["learning_rate"])
+    dtype = property(lambda self: self.params.W1.dtype)
+    n_features_in_ = property(lambda self: self.params.W1.shape[0])
+    n_epochs_ = property(lambda self: len(self.loss_curve))
+    best_epoch_ = property(lambda self: self._trainer.best_epoch)
 
-    @property
-    def n_features_in_(self):
-        return self.params.W1.shape[0]
-
-    @property
-    def n_epochs_(self):
-        return len(self.loss_curve)
+    def _train(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
+               callback_every=1, verbose=0):
+        progress, close = _progress(verbose, epochs)
+        try:
+            losses, val_losses = self._trainer.run(
+                X, Y, sample_weight, epochs, validation=validation, callback=callback,
+                callback_every=callback_every, progress=progress)
+        finally:
+            close()
+        self.loss_curve = np.concatenate([self.loss_curve, losses])
+        self.validation_curve = np.concatenate([self.validation_curve, val_losses])
 
     def predict(self, X):
         """Return yhat: shape (n,) if the fit had a 1-D y, else (n, k)."""
         X = v.check_X(X, self.dtype, n_features=self.n_features_in_)
         W1, b1, W2, b2 = self.params
-        a1 = ACTIVATIONS[self.activation].g(X @ W1 + b1)
-        yhat = a1 @ W2 + b2
+        yhat = ACTIVATIONS[self.activation].g(X @ W1 + b1) @ W2 + b2
         return yhat[:, 0] if self._one_d_y else yhat
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One more epoch on (X, y), keeping the optimizer state; returns self."""
+        X, Y = v.check_X_y(X, y, self.dtype)
+        if X.shape[1] != self.n_features_in_ or Y.shape[1] != self.params.W2.shape[1]:
+            raise ValueError(f"X, y have shapes {X.shape}, {np.shape(y)}, but the model was fitted "
+                             f"with {self.n_features_in_} features and {self.params.W2.shape[1]} outputs")
+        sample_weight = v.check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        self._train(X, Y, sample_weight, 1)
+        return self
+
+    # -- persistence
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        trainer = state.pop("_trainer")
+        state["_trainer_state"] = {k: val for k, val in trainer.__dict__.items() if k != "module"}
+        return state
+
+    def __setstate__(self, state):
+        trainer_state = state.pop("_trainer_state")
+        self.__dict__.update(state)
+        _, module = resolve_backend(self.backend)
+        self._trainer = Trainer.__new__(Trainer)
+        self._trainer.__dict__.update(trainer_state, module=module)
+
+    def save(self, path):
+        """Write the model to a portable ``.npz`` (no pickles): parameters,
+        optimizer state, curves, settings and the package version."""
+        from . import __version__
+        t = self._trainer
+        meta = dict(format=FORMAT_VERSION, shallownet_version=__version__, backend=self.backend,
+                    one_d_y=self._one_d_y, options=t.options, epochs_done=t.epochs_done,
+                    n_threads=t.n_threads, shuffle_state=t.shuffle_rng.bit_generator.state)
+        arrays = {f"param_{name}": p for name, p in zip(Params._fields, t.params)}
+        arrays.update({f"m_{name}": p for name, p in zip(Params._fields, t.state.m)})
+        arrays.update({f"v_{name}": p for name, p in zip(Params._fields, t.state.v)})
+        with open(path, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), step=t.state.t, loss_curve=self.loss_curve,
+                     validation_curve=self.validation_curve, **arrays)
 
     def __repr__(self):
         d, h = self.params.W1.shape
         k = self.params.W2.shape[1]
+        last = f"{self.loss_curve[-1]:.6g}" if len(self.loss_curve) else "n/a"
         return (f"Model(d={d}, hidden={h}, k={k}, activation={self.activation!r}, "
-                f"backend={self.backend!r}, dtype={self.dtype.name}, epochs={self.n_epochs_}, "
-                f"final_loss={self.loss_curve[-1]:.6g})")
+                f"optimizer={self.options['optimizer']!r}, backend={self.backend!r}, "
+                f"dtype={self.dtype.name}, epochs={self.n_epochs_}, final_loss={last})")
+
+
+def load(path, backend=None):
+    """Read a model written by ``Model.save``; ``backend`` overrides the saved one."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {key: f[key] for key in f.files}
+        meta = json.loads(str(data["meta"]))
+        version = meta["format"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{path!s} is not a readable shallownet model file: {exc}") from None
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path!s} was written by shallownet {meta.get('shallownet_version')} in file "
+                         f"format {version}; this version reads format {FORMAT_VERSION} only")
+    try:
+        from ._fit import check_options
+        options = check_options(dict(meta["options"]))
+        act = v.check_activation(options["activation"])
+        params = Params(*(np.ascontiguousarray(data[f"param_{n}"]) for n in Params._fields))
+        m = Params(*(np.ascontiguousarray(data[f"m_{n}"]) for n in Params._fields))
+        second = Params(*(np.ascontiguousarray(data[f"v_{n}"]) for n in Params._fields))
+        dtype = params.W1.dtype
+        d, h = params.W1.shape
+        k = params.W2.shape[1]
+        for group, name in ((params, "param"), (m, "m"), (second, "v")):
+            v.check_init(group, d, h, k, dtype, name=name)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["shuffle_state"]
+        name, module = resolve_backend(backend or meta["backend"])
+        trainer = Trainer(module, options, act, params,
+                          OptimizerState(m, second, np.array(data["step"], dtype=np.int64).reshape(1)),
+                          rng, v.check_n_threads(meta["n_threads"]))
+        trainer.epochs_done = int(meta["epochs_done"])
+        model = Model(trainer, backend=name, one_d_y=bool(meta["one_d_y"]))
+        model.loss_curve = np.asarray(data["loss_curve"], dtype=np.float64)
+        model.validation_curve = np.asarray(data["validation_curve"], dtype=np.float64)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path!s} is a damaged shallownet model file: {exc}") from None
+    return model
+
+
+def _progress(verbose, epochs):
+    """(callback(done, loss), close()) for verbose > 0, else (None, no-op)."""
+    if not verbose:
+        return None, lambda: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        step = max(1, epochs // 10)
+
+        def report(done, loss):
+            if done % step == 0 or done == epochs:
+                print(f"epoch {done}/{epochs}  loss {loss:.6g}", flush=True)
+        return report, lambda: None
+    bar = tqdm(total=epochs, unit="epoch")
+    last = [0]
+
+    def update(done, loss):
+        bar.update(done - last[0])
+        last[0] = done
+        bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+    return update, bar.close

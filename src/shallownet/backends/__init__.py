@@ -1,17 +1,23 @@
 """The table of backends: one name, one module, one contract.
 
-A backend is a module with two functions, called only with validated input
-(X and Y C-contiguous, 2-D, finite, of one float dtype, float32 or float64;
-the parameters private C-contiguous copies in that dtype):
+A backend is a module with these functions, called only with validated
+input (X and Y C-contiguous, 2-D, finite, of one float dtype, float32 or
+float64; sample_weight (n,) finite, non-negative, positive sum, same dtype;
+the parameters and optimizer state private C-contiguous arrays in that dtype):
 
-``train(X, Y, params, activation_code, learning_rate, epochs, n_threads, loss_curve) -> int``
-    Full-batch gradient descent, updating ``params`` (a ``Params`` of arrays)
-    in place. ``loss_curve`` is a float64 array of length ``epochs``; entry
-    ``e`` receives the loss at the parameters epoch ``e`` starts from.
-    Returns the number of finished epochs: ``epochs``, or the first epoch
-    whose loss is not finite (training stops there).
+``train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads) -> int``
+    Runs ``len(loss_curve)`` epochs, updating ``params`` (a ``Params``) and
+    ``state`` (an ``OptimizerState``: ``m``, ``v`` Params-shaped, ``t`` an
+    int64 (1,) step counter) in place. ``spec`` is a ``TrainSpec`` of scalars
+    (``shallownet._training``). ``orders`` is an int64 (epochs, n) array with
+    each epoch's row order, or of shape (0, 0) for rows in order. Each epoch
+    walks the rows in batches of ``spec.batch_size``; a batch whose weights
+    sum to zero is skipped; any other takes one optimizer step at its own
+    loss (``docs/training.md``). ``loss_curve[e]`` (float64) receives the
+    weighted mean of the epoch's batch losses. Returns the number of finished
+    epochs: all of them, or the first epoch with a non-finite batch loss.
 
-``loss_and_gradients(X, Y, params, activation_code, n_threads) -> (float, Params)``
+``loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads) -> (float, Params)``
     The loss and its four gradients at ``params``.
 
 ``apply_activation(z, activation_code) -> (g(z), g'(z))``
@@ -28,6 +34,8 @@ regions); ``_fit`` sets it with threadpoolctl.
 """
 
 import importlib
+
+from threadpoolctl import threadpool_limits
 
 # name -> module; "auto" tries them in AUTO_ORDER (fastest first, measured in
 # benches/RESULTS.md).
@@ -80,3 +88,8 @@ def resolve_backend(backend):
         raise ValueError(
             f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
     return backend, _load(backend)
+
+
+def blas_limit(module, n_threads):
+    """A context limiting BLAS to the threads ``module`` allows during a call."""
+    return threadpool_limits(limits=module.BLAS_THREADS or n_threads, user_api="blas")

@@ -1,8 +1,10 @@
 """The Cython backend: a thin adapter over the compiled ``shallownet._cython_train``.
 
 The kernels (``csrc/_cython_train.pyx``, ``csrc/_activations.h``) run the whole
-epoch loop with the GIL released; this module only allocates outputs and
-unpacks ``Params``. See ``docs/kernels.md`` for the design.
+block of epochs, every batch and every optimizer step, in one call with the GIL
+released; this module only allocates outputs and unpacks ``Params``,
+``OptimizerState`` and ``TrainSpec``. See ``docs/kernels.md`` for the design
+and ``docs/training.md`` for the optimizers.
 """
 
 import numpy as np
@@ -15,22 +17,28 @@ from .._params import Params
 BLAS_THREADS = 1
 
 
-def train(X, Y, params, activation_code, learning_rate, epochs, n_threads, loss_curve):
-    """Run ``epochs`` steps of ``p := p - learning_rate * dL/dp`` in place.
+def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads):
+    """Run ``len(loss_curve)`` epochs, updating ``params`` and ``state`` in place.
 
-    ``loss_curve[e]`` receives the loss at the parameters epoch ``e`` starts
-    from. Returns the number of finished epochs (``epochs``, or the first epoch
-    whose loss is not finite).
+    See ``shallownet.backends`` for the contract. Returns the number of
+    finished epochs (all of them, or the first with a non-finite batch loss).
     """
-    W1, b1, W2, b2 = params
-    return _kernels.train(X, Y, W1, b1, W2, b2, activation_code, learning_rate,
-                          epochs, n_threads, loss_curve)
+    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    if orders.ndim != 2 or orders.shape[0] == 0:
+        orders = np.empty((0, 0), dtype=np.int64)
+    return _kernels.train(
+        X, Y, np.ascontiguousarray(sample_weight, dtype=X.dtype), *params, *state.m, *state.v,
+        state.t, int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
+        float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
+        float(spec.beta2), float(spec.epsilon), float(spec.alpha), int(spec.batch_size),
+        int(spec.epoch0), orders, loss_curve, n_threads)
 
 
-def loss_and_gradients(X, Y, params, activation_code, n_threads):
+def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``."""
     grads = Params(*(np.empty_like(p) for p in params))
-    loss = _kernels.loss_and_gradients(X, Y, *params, *grads, activation_code, n_threads)
+    loss = _kernels.loss_and_gradients(X, Y, np.ascontiguousarray(sample_weight, dtype=X.dtype),
+                                       *params, *grads, activation_code, float(alpha), n_threads)
     return loss, grads
 
 

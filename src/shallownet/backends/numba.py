@@ -30,23 +30,27 @@ def _numba_threads(n_threads):
         numba.set_num_threads(previous)
 
 
-def train(X, Y, params, activation_code, learning_rate, epochs, n_threads, loss_curve):
-    """Run ``epochs`` steps of ``p := p - learning_rate * dL/dp`` on ``params`` in place.
+def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads):
+    """Run ``len(loss_curve)`` epochs on ``params`` and ``state`` in place, in
+    one compiled call (see ``shallownet.backends`` and ``docs/training.md``).
 
-    Returns the number of finished epochs (see ``shallownet.backends``).
+    Returns the number of finished epochs.
     """
-    # the step is taken in the parameters' dtype, as the reference takes it
-    learning_rate = X.dtype.type(learning_rate)
     with _numba_threads(n_threads) as threads:
-        return int(kernels.train(X, Y, *params, activation_code, learning_rate, epochs,
-                                 threads, loss_curve))
+        return int(kernels.train(
+            X, Y, sample_weight, *params, *state.m, *state.v, state.t,
+            int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
+            float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
+            float(spec.beta2), float(spec.epsilon), float(spec.alpha), int(spec.batch_size),
+            int(spec.epoch0), orders, loss_curve, threads))
 
 
-def loss_and_gradients(X, Y, params, activation_code, n_threads):
+def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``."""
     grads = Params(*(np.empty_like(p) for p in params))
     with _numba_threads(n_threads) as threads:
-        loss = kernels.loss_and_gradients(X, Y, *params, activation_code, threads, *grads)
+        loss = kernels.loss_and_gradients(X, Y, sample_weight, *params, int(activation_code),
+                                          float(alpha), threads, *grads)
     return float(loss), grads
 
 

@@ -1,14 +1,14 @@
 """The NumPy reference backend: the readable definition of correct.
 
-Full-batch gradient descent on ``L = (1/n) sum (Y - yhat)**2`` exactly as
-``docs/derivation.md`` derives it, one NumPy expression per line of the math.
-Every other backend is tested against this module.
+Every other backend is tested against this module. The math is in
+``docs/derivation.md``; the optimizers in ``docs/training.md``.
 """
 
 import numpy as np
 
 from .._activations import ACTIVATIONS
 from .._params import Params
+from .._training import ADAM
 
 # BLAS may use every one of the fit's n_threads (None); the compiled backends say 1.
 BLAS_THREADS = None
@@ -16,22 +16,56 @@ BLAS_THREADS = None
 _BY_CODE = {a.code: a for a in ACTIVATIONS.values()}
 
 
-def _loss_and_gradients(X, Y, W1, b1, W2, b2, act):
-    n = X.shape[0]
+def _loss_and_gradients(X, Y, sample_weight, W1, b1, W2, b2, act, alpha):
+    """Weighted MSE plus L2 penalty and its gradients on the rows given.
+
+    L = sum_i w_i sum_c (Y_ic - yhat_ic)^2 / W + (alpha / W) (|W1|^2 + |W2|^2),
+    W = sum_i w_i. With unit weights and alpha = 0 this is the seed's
+    (1/n) sum (y - yhat)^2.
+    """
+    weight_sum = sample_weight.sum(dtype=np.float64)
     z1 = X @ W1 + b1                      # (n, h)
     a1 = act.g(z1)                        # (n, h)
     yhat = a1 @ W2 + b2                   # (n, k)
     residual = Y - yhat
-    loss = float(np.sum(residual * residual, dtype=np.float64)) / n
-    dL_dyhat = (-2.0 / n) * residual      # (n, k)
+    loss = float(np.sum(sample_weight[:, None] * residual * residual, dtype=np.float64))
+    dL_dyhat = (X.dtype.type(-2.0 / weight_sum) * sample_weight)[:, None] * residual  # (n, k)
     grad_W2 = a1.T @ dL_dyhat             # (h, k)
     grad_b2 = dL_dyhat.sum(axis=0)        # (k,)
     dL_dz1 = (dL_dyhat @ W2.T) * act.g_prime(z1)   # (n, h)
     grad_W1 = X.T @ dL_dz1                # (d, h)
     grad_b1 = dL_dz1.sum(axis=0)          # (h,)
-    dtype = X.dtype
-    return loss, Params(grad_W1.astype(dtype, copy=False), grad_b1.astype(dtype, copy=False),
-                        grad_W2.astype(dtype, copy=False), grad_b2.astype(dtype, copy=False))
+    if alpha:
+        scale = X.dtype.type(2.0 * alpha / weight_sum)
+        loss += alpha * float(np.sum(W1 * W1, dtype=np.float64) + np.sum(W2 * W2, dtype=np.float64))
+        grad_W1 += scale * W1
+        grad_W2 += scale * W2
+    return loss / weight_sum, Params(grad_W1, grad_b1, grad_W2, grad_b2)
+
+
+def _step(params, grads, state, spec, lr):
+    """One optimizer update of every parameter, in place."""
+    t = int(state.t[0])
+    if spec.optimizer == ADAM:
+        bias1 = 1.0 - spec.beta1 ** t
+        bias2 = 1.0 - spec.beta2 ** t
+        for p, g, m, v in zip(params, grads, state.m, state.v):
+            m *= spec.beta1
+            m += (1.0 - spec.beta1) * g
+            v *= spec.beta2
+            v += (1.0 - spec.beta2) * g * g
+            p -= lr * (m / bias1) / (np.sqrt(v / bias2) + spec.epsilon)
+    elif spec.momentum:
+        for p, g, velocity in zip(params, grads, state.m):
+            velocity *= spec.momentum
+            velocity -= lr * g
+            if spec.nesterov:
+                p += spec.momentum * velocity - lr * g
+            else:
+                p += velocity
+    else:
+        for p, g in zip(params, grads):
+            p -= lr * g
 
 
 def apply_activation(z, activation_code):
@@ -39,26 +73,42 @@ def apply_activation(z, activation_code):
     return act.g(z), act.g_prime(z)
 
 
-def loss_and_gradients(X, Y, params, activation_code, n_threads):
+def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``."""
-    return _loss_and_gradients(X, Y, *params, _BY_CODE[activation_code])
+    return _loss_and_gradients(X, Y, sample_weight, *params, _BY_CODE[activation_code], alpha)
 
 
-def train(X, Y, params, activation_code, learning_rate, epochs, n_threads, loss_curve):
-    """Run ``epochs`` steps of ``p := p - learning_rate * dL/dp`` in place.
+def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads):
+    """Run ``len(loss_curve)`` epochs, updating ``params`` and ``state`` in place.
 
-    ``loss_curve[e]`` receives the loss at the parameters epoch ``e`` starts
-    from. Stops early, returning the number of finished epochs, as soon as the
-    loss is not finite; otherwise returns ``epochs``.
+    Each epoch walks the rows in ``orders[e]`` (or in order when ``orders`` is
+    empty) in batches of ``spec.batch_size``; each batch with a positive weight
+    sum takes one optimizer step at its own loss. ``loss_curve[e]`` receives the
+    weighted mean of the epoch's batch losses (for one batch: the loss at the
+    parameters the epoch started from). Returns the number of finished epochs,
+    stopping at the first non-finite batch loss.
     """
-    act = _BY_CODE[activation_code]
-    lr = X.dtype.type(learning_rate)
+    act = _BY_CODE[spec.activation]
+    n = X.shape[0]
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
-        for epoch in range(epochs):
-            loss, grads = _loss_and_gradients(X, Y, *params, act)
-            loss_curve[epoch] = loss
-            if not np.isfinite(loss):
-                return epoch
-            for p, g in zip(params, grads):
-                p -= lr * g
-    return epochs
+        for epoch in range(len(loss_curve)):
+            lr = X.dtype.type(spec.learning_rate / (spec.epoch0 + epoch + 1) ** spec.power_t)
+            epoch_loss = epoch_weight = 0.0
+            for start in range(0, n, spec.batch_size):
+                rows = (orders[epoch, start:start + spec.batch_size] if len(orders)
+                        else slice(start, start + spec.batch_size))
+                weights = sample_weight[rows]
+                batch_weight = float(weights.sum(dtype=np.float64))
+                if batch_weight == 0:
+                    continue
+                loss, grads = _loss_and_gradients(X[rows], Y[rows], weights, *params, act,
+                                                  spec.alpha)
+                if not np.isfinite(loss):
+                    loss_curve[epoch] = loss
+                    return epoch
+                epoch_loss += loss * batch_weight
+                epoch_weight += batch_weight
+                state.t[0] += 1
+                _step(params, grads, state, spec, lr)
+            loss_curve[epoch] = epoch_loss / epoch_weight
+    return len(loss_curve)

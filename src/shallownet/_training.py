@@ -1,0 +1,153 @@
+"""The training driver: optimizer settings, optimizer state and the chunked epoch loop.
+
+The backends run blocks of epochs entirely in compiled code; this module calls
+them block by block so that progress, callbacks and early stopping live in
+Python at no per-epoch cost (a block is 1 epoch only with early stopping).
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from ._params import Params
+from .backends import blas_limit
+
+SGD, ADAM = 0, 1
+# "gd" is the seed's method: SGD on one batch of all the rows, in order
+OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM}
+SCHEDULES = ("constant", "invscaling")
+# shuffled orders of at most this many entries are drawn per block (8 bytes each)
+_MAX_ORDER_ENTRIES = 1 << 22
+
+
+class TrainSpec(NamedTuple):
+    """The scalars every backend's ``train`` reads (see ``shallownet.backends``)."""
+
+    activation: int      # code from _activations.ACTIVATIONS
+    optimizer: int       # SGD or ADAM
+    learning_rate: float
+    power_t: float       # epoch e steps with learning_rate / (e + 1) ** power_t
+    momentum: float
+    nesterov: bool
+    beta1: float
+    beta2: float
+    epsilon: float
+    alpha: float         # L2 penalty
+    batch_size: int
+    epoch0: int          # global index of the block's first epoch (for the schedule)
+
+
+class OptimizerState(NamedTuple):
+    m: Params            # SGD: velocity; Adam: first moment
+    v: Params            # Adam: second moment
+    t: np.ndarray        # int64 (1,): optimizer steps taken so far
+
+
+def new_state(params):
+    zeros = lambda: Params(*(np.zeros_like(p) for p in params))  # noqa: E731
+    return OptimizerState(zeros(), zeros(), np.zeros(1, dtype=np.int64))
+
+
+def weighted_loss(params, X, Y, sample_weight, activation):
+    """The data term of L at ``params`` (no penalty), by the NumPy forward pass."""
+    W1, b1, W2, b2 = params
+    residual = Y - (activation.g(X @ W1 + b1) @ W2 + b2)
+    return float(np.sum(sample_weight[:, None] * residual * residual, dtype=np.float64)
+                 / np.sum(sample_weight, dtype=np.float64))
+
+
+class Trainer:
+    """Everything a fit needs to go on: backend, settings, parameters, optimizer state."""
+
+    def __init__(self, module, options, activation, params, state, shuffle_rng, n_threads):
+        self.module = module
+        self.options = options          # the validated keyword arguments of fit
+        self.activation = activation
+        self.params = params
+        self.state = state
+        self.shuffle_rng = shuffle_rng
+        self.n_threads = n_threads
+        self.epochs_done = 0
+        self.best_epoch = None          # with early stopping: the epoch whose parameters were kept
+
+    def _spec(self, n):
+        o = self.options
+        batch_size = n if o["optimizer"] == "gd" else min(o["batch_size"], n)
+        return TrainSpec(
+            activation=self.activation.code, optimizer=OPTIMIZERS[o["optimizer"]],
+            learning_rate=o["learning_rate"],
+            power_t=o["power_t"] if o["learning_rate_schedule"] == "invscaling" else 0.0,
+            momentum=o["momentum"], nesterov=bool(o["nesterov"]), beta1=o["beta1"],
+            beta2=o["beta2"], epsilon=o["epsilon"], alpha=o["alpha"], batch_size=batch_size,
+            epoch0=self.epochs_done)
+
+    def _orders(self, n, epochs):
+        o = self.options
+        if o["optimizer"] == "gd" or not o["shuffle"]:
+            return np.empty((0, 0), dtype=np.int64)
+        orders = np.empty((epochs, n), dtype=np.int64)
+        for order in orders:
+            order[:] = self.shuffle_rng.permutation(n)
+        return orders
+
+    def run(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
+            callback_every=1, progress=None):
+        """Train up to ``epochs`` epochs; returns ``(loss_curve, validation_curve)``.
+
+        Stops early when ``callback`` returns True or, with ``validation``
+        (X_val, Y_val, w_val), when the validation loss has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs; then the best parameters are
+        restored. Raises FloatingPointError when the loss stops being finite.
+        """
+        n = X.shape[0]
+        o = self.options
+        losses = np.full(epochs, np.nan)
+        val_losses = np.full(epochs if validation is not None else 0, np.nan)
+        block = epochs
+        if validation is not None:
+            block = 1
+        if progress is not None:
+            block = min(block, max(1, epochs // 100))
+        if o["optimizer"] != "gd" and o["shuffle"]:
+            block = min(block, max(1, _MAX_ORDER_ENTRIES // n))
+        best = (math.inf, None, 0)  # (validation loss, params, epoch)
+        no_improvement = 0
+        done = 0
+        with blas_limit(self.module, self.n_threads):
+            while done < epochs:
+                count = min(block, epochs - done)
+                if callback is not None:  # stop at every callback_every-th epoch
+                    count = min(count, callback_every - done % callback_every)
+                curve = np.full(count, np.nan)
+                finished = self.module.train(X, Y, sample_weight, self.params, self.state,
+                                             self._spec(n), self._orders(n, count), curve,
+                                             self.n_threads)
+                losses[done:done + finished] = curve[:finished]
+                if finished < count or not all(np.isfinite(p).all() for p in self.params):
+                    epoch = self.epochs_done + finished
+                    raise FloatingPointError(
+                        f"training diverged: the loss became {curve[min(finished, count - 1)]:g} "
+                        f"at epoch {epoch} with learning_rate={o['learning_rate']:g}; try a smaller "
+                        f"learning_rate (for example {o['learning_rate'] / 10:g}) or scale X and y")
+                self.epochs_done += count
+                done += count
+                if progress is not None:
+                    progress(done, losses[done - 1])
+                stop = (callback is not None and done % callback_every == 0
+                        and bool(callback(self.epochs_done - 1, float(losses[done - 1]), self.params)))
+                if validation is not None:
+                    val = weighted_loss(self.params, *validation, self.activation)
+                    val_losses[done - 1] = val
+                    if val < best[0] - o["tol"]:
+                        best = (val, Params(*(p.copy() for p in self.params)), self.epochs_done)
+                        no_improvement = 0
+                    else:
+                        no_improvement += 1
+                    stop = stop or no_improvement >= o["n_iter_no_change"]
+                if stop:
+                    break
+        if validation is not None and best[1] is not None:
+            for p, b in zip(self.params, best[1]):
+                p[...] = b
+            self.best_epoch = best[2] - 1
+        return losses[:done], val_losses[:done]

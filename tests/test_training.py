@@ -1,0 +1,252 @@
+"""Optimizers, penalty, weights, schedules, early stopping, partial_fit, callbacks, save/load."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import shallownet
+
+from conftest import ACTIVATIONS, COMPILED_BACKENDS, make_problem, relative_error
+
+RTOL64 = 1e-9     # float64, 100 epochs, every optimizer
+RTOL32 = 2e-3     # float32, 30 epochs
+
+OPTIMIZER_CASES = {
+    "gd": dict(optimizer="gd"),
+    "gd-momentum": dict(optimizer="gd", momentum=0.9),
+    "sgd": dict(optimizer="sgd", batch_size=7),
+    "sgd-momentum": dict(optimizer="sgd", batch_size=16, momentum=0.8),
+    "sgd-nesterov": dict(optimizer="sgd", batch_size=16, momentum=0.8, nesterov=True),
+    "sgd-noshuffle-invscaling": dict(optimizer="sgd", batch_size=10, shuffle=False,
+                                     learning_rate_schedule="invscaling", power_t=0.3),
+    "sgd-batch1": dict(optimizer="sgd", batch_size=1, learning_rate=0.005),
+    "adam": dict(optimizer="adam", batch_size=16, learning_rate=0.003),
+    "adam-full-batch": dict(optimizer="adam", batch_size=10_000, learning_rate=0.01),
+}
+
+
+def _weights(n, seed=4):
+    w = np.random.default_rng(seed).uniform(0, 2, n)
+    w[::5] = 0.0  # zero weights must be handled too
+    return w
+
+
+def _compare(model, ref, rtol):
+    assert model.n_epochs_ == ref.n_epochs_
+    assert relative_error(model.loss_curve, ref.loss_curve) <= rtol
+    for name, p, q in zip(shallownet.Params._fields, model.params, ref.params):
+        err = relative_error(p, q)
+        assert err <= rtol, f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("case", OPTIMIZER_CASES)
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_optimizers_match_reference_float64(compiled_backend, case, alpha, weighted):
+    X, y = make_problem(50, 3, 2, seed=9)
+    kwargs = dict(dict(learning_rate=0.02), **OPTIMIZER_CASES[case])
+    kwargs.update(hidden=5, epochs=100, alpha=alpha, random_state=2,
+                  sample_weight=_weights(50) if weighted else None)
+    _compare(shallownet.fit(X, y, backend=compiled_backend, **kwargs),
+             shallownet.fit(X, y, backend="numpy", **kwargs), RTOL64)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("case", ["gd-momentum", "sgd-nesterov", "adam"])
+def test_optimizers_every_activation_multichunk(compiled_backend, activation, case):
+    # 5000 rows: full batches run the parallel chunks; minibatches gather shuffled rows
+    X, y = make_problem(5000, 4, 1, seed=3)
+    kwargs = dict(dict(learning_rate=0.02), **OPTIMIZER_CASES[case])
+    kwargs.update(hidden=8, epochs=20 if case != "gd-momentum" else 100, activation=activation,
+                  alpha=1e-3, random_state=1, sample_weight=_weights(5000))
+    _compare(shallownet.fit(X, y, backend=compiled_backend, **kwargs),
+             shallownet.fit(X, y, backend="numpy", **kwargs), RTOL64)
+
+
+@pytest.mark.parametrize("case", ["gd", "sgd-momentum", "adam"])
+def test_optimizers_match_reference_float32(compiled_backend, case):
+    X, y = make_problem(300, 4, 1, seed=5, dtype=np.float32)
+    kwargs = dict(dict(learning_rate=0.02), **OPTIMIZER_CASES[case])
+    kwargs.update(hidden=8, epochs=30, random_state=0, alpha=0.01)
+    model = shallownet.fit(X, y, backend=compiled_backend, **kwargs)
+    assert model.params.W1.dtype == np.float32
+    _compare(model, shallownet.fit(X, y, backend="numpy", **kwargs), RTOL32)
+
+
+def test_loss_and_gradients_with_weights_and_penalty(backend):
+    X, y = make_problem(40, 3, 2)
+    rng = np.random.default_rng(0)
+    params = shallownet.Params(rng.normal(size=(3, 4)), rng.normal(size=4),
+                               rng.normal(size=(4, 2)), rng.normal(size=2))
+    w = _weights(40)
+    loss, grads = shallownet.loss_and_gradients(params, X, y, backend=backend, sample_weight=w,
+                                                alpha=0.1)
+    # by definition: weighted mean squared error plus the penalty, gradients by differences
+    W1, b1, W2, b2 = params
+    residual = y - (np.tanh(X @ W1 + b1) @ W2 + b2)
+    want = (np.sum(w[:, None] * residual ** 2) + 0.1 * (np.sum(W1 ** 2) + np.sum(W2 ** 2))) / w.sum()
+    assert loss == pytest.approx(want, rel=1e-12)
+    eps = 1e-6
+    for index in range(4):
+        for idx in np.ndindex(params[index].shape):
+            plus = [p.copy() for p in params]
+            minus = [p.copy() for p in params]
+            plus[index][idx] += eps
+            minus[index][idx] -= eps
+            lp, _ = shallownet.loss_and_gradients(plus, X, y, sample_weight=w, alpha=0.1)
+            lm, _ = shallownet.loss_and_gradients(minus, X, y, sample_weight=w, alpha=0.1)
+            assert grads[index][idx] == pytest.approx((lp - lm) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+def test_integer_weights_equal_repeated_rows():
+    X, y = make_problem(30, 2, 1)
+    w = np.random.default_rng(1).integers(1, 4, 30)
+    weighted = shallownet.fit(X, y, sample_weight=w, epochs=50, backend="numpy", random_state=0)
+    repeated = shallownet.fit(np.repeat(X, w, axis=0), np.repeat(y, w), epochs=50,
+                              backend="numpy", random_state=0)
+    _compare(weighted, repeated, 1e-12)
+
+
+def test_early_stopping_restores_best_and_matches_reference(backend):
+    X, y = make_problem(400, 3, 1, seed=8)
+    kwargs = dict(optimizer="adam", learning_rate=0.01, epochs=2000, early_stopping=True,
+                  n_iter_no_change=5, tol=1e-3, random_state=0)
+    snapshots = []
+    model = shallownet.fit(X, y, backend=backend, **kwargs,
+                           callback=lambda e, loss, p: snapshots.append([a.copy() for a in p]))
+    assert model.n_epochs_ < 2000
+    curve = model.validation_curve
+    assert len(curve) == model.n_epochs_ == len(snapshots)
+    # it stopped because the last 5 epochs did not beat the best before them by tol
+    best = model.best_epoch_
+    assert best == model.n_epochs_ - 6
+    assert np.all(curve[best + 1:] >= curve[best] - 1e-3)
+    assert np.all(curve[best] < np.minimum.accumulate(curve)[:best] - 1e-3) or best == 0
+    # and the parameters of that epoch were restored
+    for p, q in zip(model.params, snapshots[best]):
+        np.testing.assert_array_equal(p, q)
+    if backend != "numpy":
+        _compare(model, shallownet.fit(X, y, backend="numpy", **kwargs), RTOL64)
+
+
+def test_partial_fit_continues_like_one_fit(backend):
+    X, y = make_problem(120, 3, 1)
+    kwargs = dict(optimizer="adam", batch_size=32, learning_rate=0.01, random_state=3)
+    model = shallownet.fit(X, y, epochs=4, backend=backend, **kwargs)
+    for _ in range(3):
+        model.partial_fit(X, y)
+    whole = shallownet.fit(X, y, epochs=7, backend=backend, **kwargs)
+    assert model.n_epochs_ == 7
+    np.testing.assert_array_equal(model.loss_curve, whole.loss_curve)
+    for p, q in zip(model.params, whole.params):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_callback_every_and_stop(backend):
+    X, y = make_problem(60, 2, 1)
+    seen = []
+
+    def callback(epoch, loss, params):
+        seen.append((epoch, loss))
+        assert isinstance(params, shallownet.Params)
+        return epoch >= 29
+
+    model = shallownet.fit(X, y, epochs=100, backend=backend, callback=callback, callback_every=10,
+                           random_state=0)
+    assert [e for e, _ in seen] == [9, 19, 29]
+    assert model.n_epochs_ == 30
+    assert [loss for _, loss in seen] == [model.loss_curve[e] for e, _ in seen]
+    # a callback does not change the numbers
+    plain = shallownet.fit(X, y, epochs=30, backend=backend, random_state=0)
+    np.testing.assert_array_equal(plain.loss_curve, model.loss_curve)
+
+
+def test_verbose_prints_progress(backend, capsys):
+    X, y = make_problem(60, 2, 1)
+    shallownet.fit(X, y, epochs=50, backend=backend, verbose=1)
+    captured = capsys.readouterr()
+    assert "50/50" in captured.out + captured.err
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_save_load_roundtrip_and_continue(backend, optimizer, tmp_path):
+    X, y = make_problem(80, 3, 2)
+    model = shallownet.fit(X, y, epochs=5, backend=backend, optimizer=optimizer, random_state=0,
+                           batch_size=16)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = shallownet.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.loss_curve, model.loss_curve)
+    assert loaded.options == model.options
+    for m in (pickle.loads(pickle.dumps(model)), loaded):
+        m.partial_fit(X, y)
+    model.partial_fit(X, y)
+    for p, q, r in zip(model.params, loaded.params, pickle.loads(pickle.dumps(model)).params):
+        np.testing.assert_array_equal(p, q)
+        np.testing.assert_array_equal(p, r)
+
+
+def test_load_rejects_damaged_and_foreign_files(tmp_path):
+    X, y = make_problem(20, 2, 1)
+    model = shallownet.fit(X, y, epochs=2, backend="numpy")
+    good = tmp_path / "good.npz"
+    model.save(good)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable shallownet model file"):
+        shallownet.load(damaged)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a readable shallownet model file"):
+        shallownet.load(other)
+    import json
+    with np.load(good) as f:
+        data = dict(f)
+    meta = json.loads(str(data["meta"]))
+    meta["format"] = 99
+    data["meta"] = np.array(json.dumps(meta))
+    future = tmp_path / "future.npz"
+    np.savez(future, **data)
+    with pytest.raises(ValueError, match="format 99; this version reads format 1"):
+        shallownet.load(future)
+    data["meta"] = np.array(json.dumps(dict(meta, format=1)))
+    data["param_W2"] = np.zeros((7, 7))
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **data)
+    with pytest.raises(ValueError, match="damaged shallownet model file"):
+        shallownet.load(broken)
+
+
+BAD_OPTIONS = [
+    (dict(optimizer="lbfgs"), ValueError, "optimizer must be one of"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(momentum=1.0), ValueError, "momentum must be a real number in [0.0, 1.0)"),
+    (dict(momentum=-0.1), ValueError, "momentum must be"),
+    (dict(nesterov=True), ValueError, "nesterov=True needs a momentum"),
+    (dict(beta1=1.0), ValueError, "beta1 must be"),
+    (dict(beta2=np.nan), ValueError, "beta2 must be"),
+    (dict(epsilon=0.0), ValueError, "epsilon must be"),
+    (dict(alpha=-1.0), ValueError, "alpha must be"),
+    (dict(learning_rate_schedule="adaptive"), ValueError, "learning_rate_schedule must be one of"),
+    (dict(validation_fraction=1.0, early_stopping=True), ValueError, "validation_fraction must be"),
+    (dict(n_iter_no_change=0), ValueError, "n_iter_no_change must be a positive integer"),
+    (dict(tol=-1.0), ValueError, "tol must be"),
+    (dict(shuffle="yes"), TypeError, "shuffle must be True or False"),
+    (dict(sample_weight=np.ones(3)), ValueError, "sample_weight must have shape (10,)"),
+    (dict(sample_weight=-np.ones(10)), ValueError, "sample_weight must be non-negative"),
+    (dict(sample_weight=np.zeros(10)), ValueError, "sample_weight must have a positive sum"),
+    (dict(sample_weight=np.full(10, np.nan)), ValueError, "sample_weight contains NaN"),
+    (dict(callback=3), TypeError, "callback must be callable"),
+    (dict(callback_every=0), ValueError, "callback_every must be a positive integer"),
+    (dict(verbose=-1), ValueError, "verbose must be"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,text", BAD_OPTIONS, ids=[c[2] for c in BAD_OPTIONS])
+def test_bad_training_options_raise(kwargs, exc, text):
+    X, y = make_problem(10, 2, 1)
+    with pytest.raises(exc) as info:
+        shallownet.fit(X, y, epochs=3, backend="numpy", **kwargs)
+    assert text in str(info.value)
