@@ -102,8 +102,9 @@ def test_float32_follows_X_and_dtype_argument(backend):
     assert model.predict(X64).dtype == np.float32
 
 
-def test_same_random_state_is_bitwise_reproducible(backend):
-    X, y = make_problem(100, 4, 1)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_same_random_state_is_bitwise_reproducible(backend, dtype):
+    X, y = make_problem(100, 4, 1, dtype=dtype)
     a = shallownet.fit(X, y, epochs=20, backend=backend, random_state=7)
     b = shallownet.fit(X, y, epochs=20, backend=backend, random_state=7)
     c = shallownet.fit(X, y, epochs=20, backend=backend, random_state=8)

@@ -98,3 +98,64 @@ def test_gradients_match_reference_on_random_shapes_and_scales(backend, n, d, h,
         assert loss == pytest.approx(ref_loss, rel=1e-11)
         for g, r in zip(grads, ref_grads):
             np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-12 * max(1.0, np.max(np.abs(r))))
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 30), d=st.integers(1, 5), k=st.integers(1, 3),
+       optimizer=st.sampled_from(["gd", "sgd", "adam"]), one_d=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_estimator_and_save_load_round_trip(backend, n, d, k, optimizer, one_d, dtype, seed,
+                                            tmp_path_factory):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.standard_normal(n if one_d else (n, k)).astype(dtype)
+    est = shallownet.MLPRegressor(hidden=3, epochs=4, optimizer=optimizer, batch_size=4,
+                                  backend=backend, random_state=seed)
+    est.fit(X, y)
+    pred = est.predict(X)
+    assert pred.shape == y.shape and np.isfinite(pred).all()
+    path = tmp_path_factory.mktemp("save") / "model.npz"
+    est.model_.save(path)
+    loaded = shallownet.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), pred)
+    assert loaded.dtype == est.model_.dtype
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_memory_mapped_and_pandas_inputs(backend, tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = np.sin(X).sum(1)
+    path = tmp_path / "X.dat"
+    mapped = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    mapped[:] = X
+    mapped.flush()
+    readonly = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    want = shallownet.fit(X, y, epochs=5, backend=backend, random_state=0)
+    for X_in, y_in in ((readonly, y), (pd.DataFrame(X), pd.Series(y))):
+        got = shallownet.fit(X_in, y_in, epochs=5, backend=backend, random_state=0)
+        assert all(np.array_equal(p, q) for p, q in zip(got.params, want.params))
+        np.testing.assert_array_equal(got.predict(X_in), want.predict(X))
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_constant_target_and_huge_feature_scale(backend, optimizer):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 3))
+    # a constant target is learnt through the output bias
+    model = shallownet.fit(X, np.full(200, 3.5), epochs=300, learning_rate=0.05,
+                           optimizer=optimizer, backend=backend, random_state=0)
+    assert model.loss_curve[-1] < 1e-2 * model.loss_curve[0]
+    # features of scale 1e6: tanh saturates, the fit stays finite or raises the divergence error
+    X_big = X * 1e6
+    try:
+        big = shallownet.fit(X_big, np.sin(X).sum(1), epochs=50, learning_rate=0.01,
+                             optimizer=optimizer, backend=backend, random_state=0)
+    except FloatingPointError as exc:
+        assert "diverged" in str(exc)
+    else:
+        assert all(np.isfinite(p).all() for p in big.params)
+        assert np.isfinite(big.predict(X_big)).all()

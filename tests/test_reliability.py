@@ -80,10 +80,12 @@ def test_compiled_loops_release_the_gil(compiled_backend):
     assert rate_during_fit > 0.3 * free_rate, (rate_during_fit, free_rate, elapsed)
 
 
-def test_results_identical_across_processes(backend):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_results_identical_across_processes(backend, dtype):
     code = ("import numpy as np, shallownet;"
-            "rng = np.random.default_rng(0); X = rng.standard_normal((500, 3)); y = np.sin(X).sum(1);"
-            f"m = shallownet.fit(X, y, epochs=30, backend={backend!r}, random_state=1);"
+            "rng = np.random.default_rng(0); X = rng.standard_normal((3000, 3)); y = np.sin(X).sum(1);"
+            f"m = shallownet.fit(X, y, epochs=30, backend={backend!r}, random_state=1, dtype={dtype!r},"
+            " optimizer='adam', batch_size=500);"
             "print(np.concatenate([p.ravel() for p in m.params]).tobytes().hex())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout for _ in range(2)}
