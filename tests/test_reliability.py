@@ -25,8 +25,9 @@ def _rss_bytes():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_thousand_fits_keep_memory_flat(backend):
     X, y = make_problem(300, 5, 1)
-    for _ in range(100):  # warm-up: compile, caches, allocator pools
-        shallownet.fit(X, y, hidden=8, epochs=3, backend=backend, random_state=0)
+    for _ in range(100):  # warm-up: compile both entry points, caches, allocator pools
+        model = shallownet.fit(X, y, hidden=8, epochs=3, backend=backend, random_state=0)
+        shallownet.loss_and_gradients(model.params, X, y, backend=backend)
     before = _rss_bytes()
     for i in range(1000):
         model = shallownet.fit(X, y, hidden=8, epochs=3, backend=backend, random_state=i)
