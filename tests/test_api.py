@@ -62,18 +62,23 @@ def _digest(*arrays):
 def test_inputs_are_never_modified(backend):
     X, y = make_problem(60, 3, 1)
     init = Params(np.full((3, 4), 0.1), np.zeros(4), np.full((4, 1), 0.2), np.zeros(1))
-    for a in (X, y, *init):
+    weights = np.linspace(0.5, 2.0, 60)
+    for a in (X, y, weights, *init):
         a.setflags(write=False)  # a kernel writing to them would raise or crash
-    before = _digest(X, y, *init)
-    model = shallownet.fit(X, y, hidden=4, epochs=10, backend=backend, init=init)
-    shallownet.loss_and_gradients(init, X, y, backend=backend)
-    assert _digest(X, y, *init) == before
+    before = _digest(X, y, weights, *init)
+    model = shallownet.fit(X, y, hidden=4, epochs=10, backend=backend, init=init,
+                           sample_weight=weights)
+    shallownet.fit(X, y, hidden=4, epochs=3, backend=backend, init=init, sample_weight=weights,
+                   optimizer="adam", batch_size=16)
+    shallownet.loss_and_gradients(init, X, y, backend=backend, sample_weight=weights)
+    assert _digest(X, y, weights, *init) == before
     assert not any(np.shares_memory(p, q) for p, q in zip(model.params, init))
     # writable inputs are left alone too
     Xw, yw = X.copy(), y.copy()
     initw = Params(*(a.copy() for a in init))
-    shallownet.fit(Xw, yw, hidden=4, epochs=10, backend=backend, init=initw)
-    assert _digest(Xw, yw, *initw) == before
+    ww = weights.copy()
+    shallownet.fit(Xw, yw, hidden=4, epochs=10, backend=backend, init=initw, sample_weight=ww)
+    assert _digest(Xw, yw, ww, *initw) == before
 
 
 @pytest.mark.parametrize("convert", [
