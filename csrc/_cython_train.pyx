@@ -77,9 +77,14 @@ cdef enum:
     # optimizer codes of shallownet._training
     SGD = 0
     ADAM = 1
-    # docs/kernels.md: chunk_rows = max(2048, ceil(rows / 32)), rows of the batch
-    MIN_CHUNK_ROWS = 2048
+    # docs/kernels.md: a batch of n rows splits into n_chunks = the largest
+    # power of two <= min(32, n // min_rows) chunks of ceil(n / n_chunks) rows
+    # (powers of two share out evenly over 2, 4, ... threads). A chunk must
+    # hold enough work to pay for a parallel region: min_rows = 2048 with BLAS
+    # (tall GEMM tiles), else CHUNK_WORK // h rows (measured).
     MAX_CHUNKS = 32
+    BLAS_MIN_CHUNK_ROWS = 2048
+    CHUNK_WORK = 4096
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
     SMALL_TILE_ELEMENTS = 32768
@@ -104,6 +109,8 @@ ctypedef struct Plan:
     # fixed for a call, buffers sized for its largest batch
     Py_ssize_t d, h, k
     Py_ssize_t max_chunks      # chunks of the largest batch
+    Py_ssize_t min_chunk_rows  # no more chunks than rows // min_chunk_rows
+    Py_ssize_t max_tile_rows   # the tile length cap, before it meets a chunk
     Py_ssize_t n_params        # d*h + h + h*k + k: one flat gradient vector
     Py_ssize_t grad_stride     # n_params rounded up to SN_LANES
     Py_ssize_t xt_size         # X tile transposed (no BLAS only)
@@ -128,19 +135,18 @@ cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nog
 cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     """Chunks and tiles of a batch of n rows: fixed by n and the shapes alone.
 
-    Every size is monotone in n, so a plan made for the largest batch of a
-    call has buffers for each of its batches."""
-    cdef Py_ssize_t rows
+    n_chunks is monotone in n and no tile is longer than max_tile_rows, so
+    a plan made for the largest batch of a call has buffers for each of its
+    batches."""
+    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS)
     plan.n = n
-    plan.chunk_rows = max(<Py_ssize_t> MIN_CHUNK_ROWS, (n + MAX_CHUNKS - 1) // MAX_CHUNKS)
+    plan.n_chunks = 1
+    while 2 * plan.n_chunks <= chunks:
+        plan.n_chunks *= 2
+    plan.chunk_rows = (n + plan.n_chunks - 1) // plan.n_chunks
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
-    if plan.use_blas:
-        rows = BLAS_TILE_ROWS
-    else:
-        rows = min(max(SMALL_TILE_ELEMENTS // (2 * plan.h + plan.d + plan.k), <Py_ssize_t> SN_LANES),
-                   MAX_SMALL_TILE_ROWS)
     # no tile longer than a chunk (small n), always whole blocks of samples
-    plan.tile_rows = _round_up(min(rows, plan.chunk_rows), SN_LANES)
+    plan.tile_rows = _round_up(min(plan.max_tile_rows, plan.chunk_rows), SN_LANES)
     plan.sub_rows = min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
 
 
@@ -151,7 +157,17 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
     plan.d, plan.h, plan.k = d, h, k
     plan.activation_code = activation_code
     plan.use_blas = d * h >= BLAS_MIN_DH
+    if plan.use_blas:
+        plan.min_chunk_rows = BLAS_MIN_CHUNK_ROWS
+        plan.max_tile_rows = BLAS_TILE_ROWS
+    else:
+        plan.min_chunk_rows = _round_up(max(<Py_ssize_t> CHUNK_WORK // h, <Py_ssize_t> 1), SN_LANES)
+        plan.max_tile_rows = min(max(SMALL_TILE_ELEMENTS // (2 * h + d + k), <Py_ssize_t> SN_LANES),
+                                 <Py_ssize_t> MAX_SMALL_TILE_ROWS)
     _set_rows(&plan, max_rows)
+    # buffers for the longest tile of any batch of at most max_rows rows
+    plan.tile_rows = _round_up(min(plan.max_tile_rows, max_rows), SN_LANES)
+    plan.sub_rows = min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
     plan.two_over_w = 2.0 / max_rows
     plan.max_chunks = plan.n_chunks
     plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.n_chunks))

@@ -115,12 +115,22 @@ def test_tanh_is_exactly_odd_and_saturates(compiled_backend):
     assert np.all(np.diff(a) >= -4 * np.spacing(a[1:]))
 
 
+# (n, d, h, optimizer options): each splits its batches into several chunks,
+# so fits on 1 and 2 threads take the parallel path in different ways:
+# 32 chunks of narrow rows; 2 chunks of 500 rows (a small n); minibatches of
+# 512 rows in 4 chunks; and rows wide enough for the GEMM tiles.
+_THREAD_CASES = [(9000, 6, 24, {}), (1000, 1, 16, {}),
+                 (3000, 5, 32, dict(optimizer="adam", batch_size=512, learning_rate=1e-3)),
+                 (5000, 80, 64, {})]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_results_do_not_depend_on_n_threads(compiled_backend, dtype):
-    # 9000 rows = 5 chunks: the parallel path with an uneven split over 2 threads
-    X, y = make_problem(9000, 6, 2, seed=11, dtype=dtype)
-    fits = [shallownet.fit(X, y, hidden=24, epochs=30, learning_rate=0.05, random_state=3,
-                           backend=compiled_backend, n_threads=t) for t in (1, 2, 1)]
+@pytest.mark.parametrize("n, d, h, options", _THREAD_CASES)
+def test_results_do_not_depend_on_n_threads(compiled_backend, dtype, n, d, h, options):
+    X, y = make_problem(n, d, 2, seed=11, dtype=dtype)
+    options = {"learning_rate": 0.05, **options}
+    fits = [shallownet.fit(X, y, hidden=h, epochs=30, random_state=3, backend=compiled_backend,
+                           n_threads=t, **options) for t in (1, 2, 1)]
     for other in fits[1:]:
         assert np.array_equal(other.loss_curve, fits[0].loss_curve)
         for p, q in zip(other.params, fits[0].params):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import shallownet
+import shallownet._training
 
 from conftest import ACTIVATIONS, COMPILED_BACKENDS, make_problem, relative_error
 
@@ -140,6 +141,27 @@ def test_partial_fit_continues_like_one_fit(backend):
     assert model.n_epochs_ == 7
     np.testing.assert_array_equal(model.loss_curve, whole.loss_curve)
     for p, q in zip(model.params, whole.params):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_orders_drawn_ahead_change_nothing(backend, monkeypatch):
+    # blocks of 2 epochs, so the next block's orders are drawn on the helper
+    # thread; a run stopped by its callback must leave the shuffle RNG where
+    # its last trained epoch left it, or partial_fit would go on differently
+    X, y = make_problem(120, 3, 1)
+    kwargs = dict(optimizer="sgd", batch_size=16, momentum=0.9, learning_rate=0.01,
+                  random_state=5, backend=backend)
+    whole = shallownet.fit(X, y, epochs=8, **kwargs)
+    monkeypatch.setattr(shallownet._training, "_OVERLAP_ORDER_ENTRIES", 2 * 120)
+    assert len(shallownet._training.Trainer._block_counts(120, 8, True, False, False, False, 1)) == 4
+    ahead = shallownet.fit(X, y, epochs=8, **kwargs)
+    np.testing.assert_array_equal(ahead.loss_curve, whole.loss_curve)
+    stopped = shallownet.fit(X, y, epochs=8, callback=lambda e, loss, p: e >= 4, **kwargs)
+    assert stopped.n_epochs_ == 5
+    for _ in range(3):
+        stopped.partial_fit(X, y)
+    np.testing.assert_array_equal(stopped.loss_curve, whole.loss_curve)
+    for p, q in zip(stopped.params, whole.params):
         np.testing.assert_array_equal(p, q)
 
 

@@ -47,9 +47,14 @@ _JIT_ROW_SUM = dict(cache=True, nogil=True, error_model="numpy", fastmath={"cont
 # fastmath=False set explicitly: an unset flag is inherited from the caller
 _JIT_EXACT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
-# Chunks: fixed by the batch's row count alone (docs/kernels.md).
-MIN_CHUNK_ROWS = 2048
+# Chunks: fixed by the batch's row count alone (docs/kernels.md): the largest
+# power of two <= min(MAX_CHUNKS, n // min_rows) chunks (powers of two share
+# out evenly over 2, 4, ... threads), where a chunk holds enough work to pay
+# for a parallel region: min_rows = GEMM_MIN_CHUNK_ROWS on the GEMM path, else
+# CHUNK_WORK // h rows (measured).
 MAX_CHUNKS = 32
+GEMM_MIN_CHUNK_ROWS = 2048
+CHUNK_WORK = 4096
 # Two tile kernels, chosen by the shapes. Measured single-threaded at
 # n = 50000, tanh: the explicit loops won by 1.3-3x at h <= 8 and at d = 1,
 # h = 16; they tied with the GEMMs at d*h = 64 with h >= 16, and lost by
@@ -549,17 +554,24 @@ def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_ge
 
 @njit(**_JIT)
 def _plan(n, d, h, k):
-    """(n_chunks, chunk_rows, tile_rows, use_gemm) for a batch of n rows:
-    fixed by the shapes alone."""
-    chunk_rows = max(MIN_CHUNK_ROWS, (n + MAX_CHUNKS - 1) // MAX_CHUNKS)
-    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    """(n_chunks, chunk_rows, tile_rows, use_gemm, max_tile_rows) for a batch
+    of n rows: fixed by the shapes alone. n_chunks is monotone in n, and
+    tile_rows <= max_tile_rows, which buffers for n rows hold."""
     use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
     if use_gemm:
+        min_rows = GEMM_MIN_CHUNK_ROWS
         tile_rows = GEMM_TILE_ROWS
     else:
+        min_rows = max(CHUNK_WORK // h, 1)
         tile_rows = SMALL_TILE_BYTES // (8 * (2 * h + k + d))
         tile_rows = min(max(tile_rows - tile_rows % 8, SMALL_TILE_MIN_ROWS), SMALL_TILE_MAX_ROWS)
-    return n_chunks, chunk_rows, min(tile_rows, chunk_rows), use_gemm
+    chunks = min(n // min_rows, MAX_CHUNKS)
+    n_chunks = 1
+    while 2 * n_chunks <= chunks:
+        n_chunks *= 2
+    chunk_rows = max((n + n_chunks - 1) // n_chunks, 1)
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    return n_chunks, chunk_rows, min(tile_rows, chunk_rows), use_gemm, max(min(tile_rows, n), 1)
 
 
 @njit(**_JIT)
@@ -573,7 +585,7 @@ def _workspace(X, Y, W1, rows, n_threads, gather):
     h = W1.shape[1]
     k = Y.shape[1]
     dtype = W1.dtype
-    n_chunks, chunk_rows, tile_rows, use_gemm = _plan(rows, d, h, k)
+    n_chunks, _, _, use_gemm, tile_rows = _plan(rows, d, h, k)
     n_workers = max(1, min(n_threads, n_chunks))
     if use_gemm:
         XT = np.empty((0, 0), dtype)
@@ -644,7 +656,7 @@ def _gradients(X, Y, XT, YT, w, row0, m, weight, W1, b1, W2, b2, code, alpha, wo
     chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss = chunks
     d, h = W1.shape
     k = W2.shape[1]
-    n_chunks, chunk_rows, tile_rows, use_gemm = _plan(m, d, h, k)
+    n_chunks, chunk_rows, tile_rows, use_gemm, _ = _plan(m, d, h, k)
     # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
     scale = _like(2.0 / weight, W1)
     W2T[:, :] = W2.T

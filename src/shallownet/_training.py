@@ -6,6 +6,7 @@ Python at no per-epoch cost (a block is 1 epoch only with early stopping).
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -16,8 +17,12 @@ SGD, ADAM = 0, 1
 # "gd" is the seed's method: SGD on one batch of all the rows, in order
 OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM}
 SCHEDULES = ("constant", "invscaling")
-# shuffled orders of at most this many entries are drawn per block (8 bytes each)
-_MAX_ORDER_ENTRIES = 1 << 22
+# With shuffling, blocks hold about this many order entries (at least one
+# epoch), and the next block's orders are drawn on a helper thread while the
+# compiled code runs the current block with the GIL released: drawing a
+# permutation costs ~10 ns a row, about a tenth of a minibatch Adam epoch at
+# (100000, 10, 32) (benches/RESULTS.md).
+_OVERLAP_ORDER_ENTRIES = 1 << 18
 
 
 class TrainSpec(NamedTuple):
@@ -90,6 +95,27 @@ class Trainer:
             order[:] = self.shuffle_rng.permutation(n)
         return orders
 
+    @staticmethod
+    def _block_counts(n, epochs, shuffled, validating, progress, callback, callback_every):
+        """The epochs of each call into the backend, in order (a stop may end
+        the run before the last)."""
+        block = epochs
+        if validating:
+            block = 1
+        if progress:
+            block = min(block, max(1, epochs // 100))
+        if shuffled:
+            block = min(block, max(1, _OVERLAP_ORDER_ENTRIES // n))
+        counts = []
+        done = 0
+        while done < epochs:
+            count = min(block, epochs - done)
+            if callback:  # stop at every callback_every-th epoch
+                count = min(count, callback_every - done % callback_every)
+            counts.append(count)
+            done += count
+        return counts
+
     def run(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
             callback_every=1, progress=None):
         """Train up to ``epochs`` epochs; returns ``(loss_curve, validation_curve)``.
@@ -103,51 +129,95 @@ class Trainer:
         o = self.options
         losses = np.full(epochs, np.nan)
         val_losses = np.full(epochs if validation is not None else 0, np.nan)
-        block = epochs
-        if validation is not None:
-            block = 1
-        if progress is not None:
-            block = min(block, max(1, epochs // 100))
-        if o["optimizer"] != "gd" and o["shuffle"]:
-            block = min(block, max(1, _MAX_ORDER_ENTRIES // n))
+        shuffled = o["optimizer"] != "gd" and o["shuffle"]
+        counts = self._block_counts(n, epochs, shuffled, validation is not None,
+                                    progress is not None, callback is not None, callback_every)
+        orders = _Orders(self, n, counts, prefetch=shuffled and len(counts) > 1)
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
-        with blas_limit(self.module, self.n_threads):
-            while done < epochs:
-                count = min(block, epochs - done)
-                if callback is not None:  # stop at every callback_every-th epoch
-                    count = min(count, callback_every - done % callback_every)
-                curve = np.full(count, np.nan)
-                finished = self.module.train(X, Y, sample_weight, self.params, self.state,
-                                             self._spec(n), self._orders(n, count), curve,
-                                             self.n_threads)
-                losses[done:done + finished] = curve[:finished]
-                if finished < count or not all(np.isfinite(p).all() for p in self.params):
-                    epoch = self.epochs_done + finished
-                    raise FloatingPointError(
-                        f"training diverged: the loss became {curve[min(finished, count - 1)]:g} "
-                        f"at epoch {epoch} with learning_rate={o['learning_rate']:g}; try a smaller "
-                        f"learning_rate (for example {o['learning_rate'] / 10:g}) or scale X and y")
-                self.epochs_done += count
-                done += count
-                if progress is not None:
-                    progress(done, losses[done - 1])
-                stop = (callback is not None and done % callback_every == 0
-                        and bool(callback(self.epochs_done - 1, float(losses[done - 1]), self.params)))
-                if validation is not None:
-                    val = weighted_loss(self.params, *validation, self.activation)
-                    val_losses[done - 1] = val
-                    if val < best[0] - o["tol"]:
-                        best = (val, Params(*(p.copy() for p in self.params)), self.epochs_done)
-                        no_improvement = 0
-                    else:
-                        no_improvement += 1
-                    stop = stop or no_improvement >= o["n_iter_no_change"]
-                if stop:
-                    break
+        try:
+            with blas_limit(self.module, self.n_threads):
+                for index, count in enumerate(counts):
+                    curve = np.full(count, np.nan)
+                    finished = self.module.train(X, Y, sample_weight, self.params, self.state,
+                                                 self._spec(n), orders.get(index), curve,
+                                                 self.n_threads)
+                    losses[done:done + finished] = curve[:finished]
+                    if finished < count or not all(np.isfinite(p).all() for p in self.params):
+                        epoch = self.epochs_done + finished
+                        raise FloatingPointError(
+                            f"training diverged: the loss became "
+                            f"{curve[min(finished, count - 1)]:g} at epoch {epoch} with "
+                            f"learning_rate={o['learning_rate']:g}; try a smaller learning_rate "
+                            f"(for example {o['learning_rate'] / 10:g}) or scale X and y")
+                    self.epochs_done += count
+                    done += count
+                    if progress is not None:
+                        progress(done, losses[done - 1])
+                    stop = (callback is not None and done % callback_every == 0
+                            and bool(callback(self.epochs_done - 1, float(losses[done - 1]),
+                                              self.params)))
+                    if validation is not None:
+                        val = weighted_loss(self.params, *validation, self.activation)
+                        val_losses[done - 1] = val
+                        if val < best[0] - o["tol"]:
+                            best = (val, Params(*(p.copy() for p in self.params)),
+                                    self.epochs_done)
+                            no_improvement = 0
+                        else:
+                            no_improvement += 1
+                        stop = stop or no_improvement >= o["n_iter_no_change"]
+                    if stop:
+                        break
+        finally:
+            orders.close()
         if validation is not None and best[1] is not None:
             for p, b in zip(self.params, best[1]):
                 p[...] = b
             self.best_epoch = best[2] - 1
         return losses[:done], val_losses[:done]
+
+
+class _Orders:
+    """The row orders of each block of a run, drawn from the trainer's shuffle
+    RNG in block order; with ``prefetch``, block i + 1's are drawn on a helper
+    thread while block i trains. Results do not depend on it: the draws are
+    the same, in the same order, and ``close`` rewinds the RNG past a block
+    drawn ahead but never trained, so the RNG ends where the epochs run left it."""
+
+    def __init__(self, trainer, n, counts, prefetch):
+        self.trainer = trainer
+        self.n = n
+        self.counts = counts
+        self.pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
+        self.pending = None      # (block index, future, RNG state before its draw)
+
+    def _draw_ahead(self, index):
+        if self.pool is not None and index < len(self.counts):
+            state = self.trainer.shuffle_rng.bit_generator.state
+            future = self.pool.submit(self.trainer._orders, self.n, self.counts[index])
+            self.pending = (index, future, state)
+
+    def get(self, index):
+        if self.pending is not None and self.pending[0] == index:
+            orders = self.pending[1].result()
+            self.pending = None
+        else:
+            self._rewind()
+            orders = self.trainer._orders(self.n, self.counts[index])
+        self._draw_ahead(index + 1)
+        return orders
+
+    def _rewind(self):
+        """Forget a block drawn ahead: wait for its draw, restore the RNG."""
+        if self.pending is not None:
+            _, future, state = self.pending
+            future.result()
+            self.trainer.shuffle_rng.bit_generator.state = state
+            self.pending = None
+
+    def close(self):
+        self._rewind()
+        if self.pool is not None:
+            self.pool.shutdown()
