@@ -138,15 +138,17 @@ cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     n_chunks is monotone in n and no tile is longer than max_tile_rows, so
     a plan made for the largest batch of a call has buffers for each of its
     batches."""
-    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS)
+    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS), tiles
     plan.n = n
     plan.n_chunks = 1
     while 2 * plan.n_chunks <= chunks:
         plan.n_chunks *= 2
     plan.chunk_rows = (n + plan.n_chunks - 1) // plan.n_chunks
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
-    # no tile longer than a chunk (small n), always whole blocks of samples
-    plan.tile_rows = _round_up(min(plan.max_tile_rows, plan.chunk_rows), SN_LANES)
+    # tiles of equal length (no short last tile), at most max_tile_rows and
+    # no longer than a chunk (small n), always whole blocks of samples
+    tiles = (plan.chunk_rows + plan.max_tile_rows - 1) // plan.max_tile_rows
+    plan.tile_rows = _round_up((plan.chunk_rows + tiles - 1) // tiles, SN_LANES)
     plan.sub_rows = min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
 
 
