@@ -153,8 +153,12 @@ def test_orders_drawn_ahead_change_nothing(backend, monkeypatch):
                   random_state=5, backend=backend)
     whole = shallownet.fit(X, y, epochs=8, **kwargs)
     monkeypatch.setattr(shallownet._training, "_OVERLAP_ORDER_ENTRIES", 2 * 120)
-    assert len(shallownet._training.Trainer._block_counts(120, 8, True, False, False, False, 1)) == 4
+    draws = []
+    draw = shallownet._training._Orders._draw_recorded
+    monkeypatch.setattr(shallownet._training._Orders, "_draw_recorded",
+                        lambda self, epochs: draws.append(epochs) or draw(self, epochs))
     ahead = shallownet.fit(X, y, epochs=8, **kwargs)
+    assert draws == [2, 2, 2]     # blocks 2, 3 and 4 were drawn ahead
     np.testing.assert_array_equal(ahead.loss_curve, whole.loss_curve)
     stopped = shallownet.fit(X, y, epochs=8, callback=lambda e, loss, p: e >= 4, **kwargs)
     assert stopped.n_epochs_ == 5
@@ -186,9 +190,28 @@ def test_callback_every_and_stop(backend):
 
 def test_verbose_prints_progress(backend, capsys):
     X, y = make_problem(60, 2, 1)
-    shallownet.fit(X, y, epochs=50, backend=backend, verbose=1)
+    model = shallownet.fit(X, y, epochs=50, backend=backend, verbose=1, random_state=0)
     captured = capsys.readouterr()
     assert "50/50" in captured.out + captured.err
+    # blocks sized by time do not change the numbers
+    plain = shallownet.fit(X, y, epochs=50, backend=backend, random_state=0)
+    np.testing.assert_array_equal(model.loss_curve, plain.loss_curve)
+
+
+def test_progress_without_tqdm_prints_tenths(monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError("no tqdm here")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    X, y = make_problem(60, 2, 1)
+    # sgd with a shuffle: blocks of several epochs, whose ends skip most tenths
+    shallownet.fit(X, y, epochs=1000, backend="numpy", verbose=1, optimizer="sgd", batch_size=20)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 1 <= len(lines) <= 10 and lines[-1].startswith("epoch 1000/1000")
 
 
 @pytest.mark.parametrize("optimizer", ["gd", "adam"])

@@ -6,6 +6,7 @@ Python at no per-epoch cost (a block is 1 epoch only with early stopping).
 """
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -23,6 +24,10 @@ SCHEDULES = ("constant", "invscaling")
 # permutation costs ~10 ns a row, about a tenth of a minibatch Adam epoch at
 # (100000, 10, 32) (benches/RESULTS.md).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
+# with a progress bar, each block of epochs lasts about this long: the bar
+# moves often enough, and the returns from compiled code (~10-20 us each)
+# stay a small part of a fit however short its epochs (benches/RESULTS.md)
+_PROGRESS_SECONDS = 0.05
 
 
 class TrainSpec(NamedTuple):
@@ -96,25 +101,12 @@ class Trainer:
         return orders
 
     @staticmethod
-    def _block_counts(n, epochs, shuffled, validating, progress, callback, callback_every):
-        """The epochs of each call into the backend, in order (a stop may end
-        the run before the last)."""
-        block = epochs
-        if validating:
-            block = 1
-        if progress:
-            block = min(block, max(1, epochs // 100))
-        if shuffled:
-            block = min(block, max(1, _OVERLAP_ORDER_ENTRIES // n))
-        counts = []
-        done = 0
-        while done < epochs:
-            count = min(block, epochs - done)
-            if callback:  # stop at every callback_every-th epoch
-                count = min(count, callback_every - done % callback_every)
-            counts.append(count)
-            done += count
-        return counts
+    def _next_count(done, epochs, block, callback, callback_every):
+        """The epochs of the next call into the backend, ``done`` of ``epochs`` run."""
+        count = min(block, epochs - done)
+        if callback:  # stop at every callback_every-th epoch
+            count = min(count, callback_every - done % callback_every)
+        return count
 
     def run(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
             callback_every=1, progress=None):
@@ -130,19 +122,31 @@ class Trainer:
         losses = np.full(epochs, np.nan)
         val_losses = np.full(epochs if validation is not None else 0, np.nan)
         shuffled = o["optimizer"] != "gd" and o["shuffle"]
-        counts = self._block_counts(n, epochs, shuffled, validation is not None,
-                                    progress is not None, callback is not None, callback_every)
-        orders = _Orders(self, n, counts, prefetch=shuffled and len(counts) > 1)
+        cap = 1 if validation is not None else epochs
+        if shuffled:
+            cap = min(cap, max(1, _OVERLAP_ORDER_ENTRIES // n))
+        # with a progress bar the blocks start at one epoch and grow to last
+        # about _PROGRESS_SECONDS each: frequent updates, few returns
+        block = 1 if progress is not None else cap
+        orders = _Orders(self, n, prefetch=shuffled)
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
         try:
             with blas_limit(self.module, self.n_threads):
-                for index, count in enumerate(counts):
+                while done < epochs:
+                    count = self._next_count(done, epochs, block, callback, callback_every)
+                    ahead = (self._next_count(done + count, epochs, block, callback, callback_every)
+                             if done + count < epochs else 0)
+                    batch_orders = orders.get(count, ahead)
+                    started = time.perf_counter()
                     curve = np.full(count, np.nan)
                     finished = self.module.train(X, Y, sample_weight, self.params, self.state,
-                                                 self._spec(n), orders.get(index), curve,
+                                                 self._spec(n), batch_orders, curve,
                                                  self.n_threads)
+                    if progress is not None:
+                        seconds = (time.perf_counter() - started) / count
+                        block = min(cap, max(1, math.ceil(_PROGRESS_SECONDS / max(seconds, 1e-9))))
                     losses[done:done + finished] = curve[:finished]
                     if finished < count or not all(np.isfinite(p).all() for p in self.params):
                         epoch = self.epochs_done + finished
@@ -180,44 +184,56 @@ class Trainer:
 
 
 class _Orders:
-    """The row orders of each block of a run, drawn from the trainer's shuffle
-    RNG in block order; with ``prefetch``, block i + 1's are drawn on a helper
-    thread while block i trains. Results do not depend on it: the draws are
-    the same, in the same order, and ``close`` rewinds the RNG past a block
-    drawn ahead but never trained, so the RNG ends where the epochs run left it."""
+    """The row orders of a run's blocks, drawn from the trainer's shuffle RNG
+    one epoch after another. With ``prefetch``, the orders of the next block
+    are drawn on a helper thread while the current block trains. Results do
+    not depend on it: the draws are the same, in the same order, and
+    ``close`` rewinds the RNG to before the first epoch drawn ahead but never
+    trained, so the RNG ends where the epochs that ran left it."""
 
-    def __init__(self, trainer, n, counts, prefetch):
+    def __init__(self, trainer, n, prefetch):
         self.trainer = trainer
         self.n = n
-        self.counts = counts
-        self.pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
-        self.pending = None      # (block index, future, RNG state before its draw)
+        self.prefetch = prefetch
+        self.pool = None
+        self.pending = None      # a future of [(RNG state before the draw, order), ...]
+        self.ready = []          # epochs drawn ahead, not yet handed out
 
-    def _draw_ahead(self, index):
-        if self.pool is not None and index < len(self.counts):
-            state = self.trainer.shuffle_rng.bit_generator.state
-            future = self.pool.submit(self.trainer._orders, self.n, self.counts[index])
-            self.pending = (index, future, state)
+    def _draw_recorded(self, epochs):
+        rng = self.trainer.shuffle_rng
+        drawn = []
+        for _ in range(epochs):
+            state = rng.bit_generator.state
+            drawn.append((state, rng.permutation(self.n)))
+        return drawn
 
-    def get(self, index):
-        if self.pending is not None and self.pending[0] == index:
-            orders = self.pending[1].result()
+    def _collect(self):
+        if self.pending is not None:
+            self.ready.extend(self.pending.result())
             self.pending = None
-        else:
-            self._rewind()
-            orders = self.trainer._orders(self.n, self.counts[index])
-        self._draw_ahead(index + 1)
+
+    def get(self, count, ahead):
+        """The orders of the next ``count`` epochs; then, with prefetch, start
+        drawing those of the ``ahead`` epochs after them."""
+        if not self.prefetch:
+            return self.trainer._orders(self.n, count)
+        self._collect()
+        taken, self.ready = self.ready[:count], self.ready[count:]
+        orders = np.empty((count, self.n), dtype=np.int64)
+        for row, (_, order) in zip(orders, taken):
+            row[:] = order
+        for row in orders[len(taken):]:
+            row[:] = self.trainer.shuffle_rng.permutation(self.n)
+        if ahead > len(self.ready):
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=1)
+            self.pending = self.pool.submit(self._draw_recorded, ahead - len(self.ready))
         return orders
 
-    def _rewind(self):
-        """Forget a block drawn ahead: wait for its draw, restore the RNG."""
-        if self.pending is not None:
-            _, future, state = self.pending
-            future.result()
-            self.trainer.shuffle_rng.bit_generator.state = state
-            self.pending = None
-
     def close(self):
-        self._rewind()
+        self._collect()
+        if self.ready:
+            self.trainer.shuffle_rng.bit_generator.state = self.ready[0][0]
+            self.ready = []
         if self.pool is not None:
             self.pool.shutdown()

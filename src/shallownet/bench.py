@@ -438,9 +438,16 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
         + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in gemm.items()) + ".",
         "- loss Δ vs numpy: relative difference of the loss after one step (from the same initial "
         "weights) to the NumPy backend's; sklearn starts elsewhere and reports half the MSE, so none.",
-        "- sklearn: MLPRegressor(solver='sgd', batch_size=n, momentum=0, alpha=0, shuffle=False, "
-        "tol=0, no early stopping): a speed comparison only.",
-        "- torch: eager nn.Linear / nn.Tanh / nn.MSELoss, autograd, torch.optim.SGD, full batch.",
+        ("- sklearn: MLPRegressor(solver='sgd', batch_size=n, momentum=0, alpha=0, shuffle=False, "
+         "tol=0, no early stopping): a speed comparison only."
+         if optimizer == "gd" else
+         f"- sklearn: MLPRegressor(hidden_layer_sizes=(h,), activation='tanh', solver='adam', "
+         f"batch_size={ADAM_BATCH}, learning_rate_init={ADAM_LEARNING_RATE}, tol=0, no early "
+         "stopping; every other setting its default, alpha=1e-4 included): a speed comparison only."),
+        ("- torch: eager nn.Linear / nn.Tanh / nn.MSELoss, autograd, torch.optim.SGD, full batch."
+         if optimizer == "gd" else
+         f"- torch: eager nn.Linear / nn.Tanh / nn.MSELoss, autograd, torch.optim.Adam, "
+         f"batches of {ADAM_BATCH} rows indexed from torch.randperm per epoch."),
         "",
         "## Results",
         "",

@@ -164,9 +164,11 @@ def _progress(verbose, epochs):
         from tqdm.auto import tqdm
     except ImportError:
         step = max(1, epochs // 10)
+        printed = [0]
 
-        def report(done, loss):
-            if done % step == 0 or done == epochs:
+        def report(done, loss):  # blocks vary in length: print on passing a tenth
+            if done // step > printed[0] or done == epochs:
+                printed[0] = done // step
                 print(f"epoch {done}/{epochs}  loss {loss:.6g}", flush=True)
         return report, lambda: None
     bar = tqdm(total=epochs, unit="epoch")
