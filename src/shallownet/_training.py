@@ -91,15 +91,6 @@ class Trainer:
             beta2=o["beta2"], epsilon=o["epsilon"], alpha=o["alpha"], batch_size=batch_size,
             epoch0=self.epochs_done)
 
-    def _orders(self, n, epochs):
-        o = self.options
-        if o["optimizer"] == "gd" or not o["shuffle"]:
-            return np.empty((0, 0), dtype=np.int64)
-        orders = np.empty((epochs, n), dtype=np.int64)
-        for order in orders:
-            order[:] = self.shuffle_rng.permutation(n)
-        return orders
-
     @staticmethod
     def _next_count(done, epochs, block, callback, callback_every):
         """The epochs of the next call into the backend, ``done`` of ``epochs`` run."""
@@ -128,7 +119,7 @@ class Trainer:
         # with a progress bar the blocks start at one epoch and grow to last
         # about _PROGRESS_SECONDS each: frequent updates, few returns
         block = 1 if progress is not None else cap
-        orders = _Orders(self, n, prefetch=shuffled)
+        orders = _Orders(self.shuffle_rng, n, shuffled)
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
@@ -184,27 +175,31 @@ class Trainer:
 
 
 class _Orders:
-    """The row orders of a run's blocks, drawn from the trainer's shuffle RNG
-    one epoch after another. With ``prefetch``, the orders of the next block
-    are drawn on a helper thread while the current block trains. Results do
-    not depend on it: the draws are the same, in the same order, and
-    ``close`` rewinds the RNG to before the first epoch drawn ahead but never
-    trained, so the RNG ends where the epochs that ran left it."""
+    """The row orders of a run's blocks: for shuffled batches, a fresh
+    permutation per epoch from the shuffle RNG, one epoch after another; else
+    the empty (0, 0) array that means rows in order.
 
-    def __init__(self, trainer, n, prefetch):
-        self.trainer = trainer
+    The orders of the next block are drawn on a helper thread while the
+    current block trains. Results do not depend on it: the draws are the
+    same, in the same order, and ``close`` rewinds the RNG to before the
+    first epoch drawn ahead but never trained, so the RNG ends where the
+    epochs that ran left it."""
+
+    _IN_ORDER = np.empty((0, 0), dtype=np.int64)
+
+    def __init__(self, rng, n, shuffled):
+        self.rng = rng
         self.n = n
-        self.prefetch = prefetch
+        self.shuffled = shuffled
         self.pool = None
         self.pending = None      # a future of [(RNG state before the draw, order), ...]
         self.ready = []          # epochs drawn ahead, not yet handed out
 
     def _draw_recorded(self, epochs):
-        rng = self.trainer.shuffle_rng
         drawn = []
         for _ in range(epochs):
-            state = rng.bit_generator.state
-            drawn.append((state, rng.permutation(self.n)))
+            state = self.rng.bit_generator.state
+            drawn.append((state, self.rng.permutation(self.n)))
         return drawn
 
     def _collect(self):
@@ -213,17 +208,17 @@ class _Orders:
             self.pending = None
 
     def get(self, count, ahead):
-        """The orders of the next ``count`` epochs; then, with prefetch, start
-        drawing those of the ``ahead`` epochs after them."""
-        if not self.prefetch:
-            return self.trainer._orders(self.n, count)
+        """The orders of the next ``count`` epochs; then start drawing those
+        of the ``ahead`` epochs after them."""
+        if not self.shuffled:
+            return self._IN_ORDER
         self._collect()
         taken, self.ready = self.ready[:count], self.ready[count:]
         orders = np.empty((count, self.n), dtype=np.int64)
         for row, (_, order) in zip(orders, taken):
             row[:] = order
         for row in orders[len(taken):]:
-            row[:] = self.trainer.shuffle_rng.permutation(self.n)
+            row[:] = self.rng.permutation(self.n)
         if ahead > len(self.ready):
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(max_workers=1)
@@ -233,7 +228,7 @@ class _Orders:
     def close(self):
         self._collect()
         if self.ready:
-            self.trainer.shuffle_rng.bit_generator.state = self.ready[0][0]
+            self.rng.bit_generator.state = self.ready[0][0]
             self.ready = []
         if self.pool is not None:
             self.pool.shutdown()
