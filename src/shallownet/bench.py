@@ -272,22 +272,44 @@ def choose_epochs(run, min_time, max_epochs=MAX_EPOCHS):
     return max(1, min(max_epochs, math.ceil(min_time * epochs / elapsed)))
 
 
-def measure(name, shape, X, y, threads, repeats, epochs, min_time, optimizer="gd"):
-    """Warm up, choose E, time ``repeats`` calls; return a Result (never raises for a failing run)."""
-    dtype = X.dtype.name
-    result = Result(name, shape, dtype, status="ok")
+def prepare(name, shape, X, y, threads, epochs, min_time, optimizer="gd"):
+    """Warm up and choose E; return ``(Result, run)`` (run None after a failure).
+
+    Never raises for a failing run: a backend under development may fail, and
+    the failure is reported in the table.
+    """
+    result = Result(name, shape, X.dtype.name, status="ok")
     try:
         run = FACTORIES[name](X, y, shape[2], threads, optimizer)
         result.warmup_seconds, result.check_loss = _timed(run, WARMUP_EPOCHS)
         result.epochs = epochs if epochs is not None else choose_epochs(run, min_time)
-        for _ in range(repeats):
-            elapsed, _ = _timed(run, result.epochs)
+    except Exception as exc:
+        _fail(result, exc)
+        return result, None
+    return result, run
+
+
+def time_round_robin(prepared, repeats):
+    """Time ``repeats`` calls of every prepared implementation, one call of
+    each in turn: a slow spell of a shared machine then lands on all of them
+    alike, not on whichever happened to be running, so the ratios of the
+    medians stay fair."""
+    for _ in range(repeats):
+        for result, run in prepared:
+            if run is None or not result.ok:
+                continue
+            try:
+                elapsed, _ = _timed(run, result.epochs)
+            except Exception as exc:
+                _fail(result, exc)
+                continue
             result.times.append(elapsed / result.epochs)
-    except Exception as exc:  # a backend under development may fail: report it, do not stop
-        result.status = "error"
-        result.reason = f"{type(exc).__name__}: {exc}"
-        result.times = []
-    return result
+
+
+def _fail(result, exc):
+    result.status = "error"
+    result.reason = f"{type(exc).__name__}: {exc}"
+    result.times = []
 
 
 def gemm_gflops(dtype, size, repeats):
@@ -427,8 +449,10 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
          f"minibatches of {ADAM_BATCH} (scikit-learn: its default MLPRegressor; PyTorch: torch.optim.Adam "
          "over torch.randperm batches); ") +
         "X standard normal, y = sin(X w) + 0.1 noise. Each implementation: one warm-up call of "
-        f"{WARMUP_EPOCHS} epochs (not timed; compilation excluded), then repeated calls of `epochs` epochs; "
-        "ms/epoch is the median over the repeats of call time / epochs, spread is (max - min) / median.",
+        f"{WARMUP_EPOCHS} epochs (not timed; compilation excluded) and a choice of `epochs`; then "
+        "`repeats` rounds in which every implementation makes one timed call of `epochs` epochs in "
+        "turn (so a slow spell of the machine hits all alike); ms/epoch is the median over the rounds "
+        "of call time / epochs, spread is (max - min) / median.",
         "",
         "- vs X: speed-up over X measured in this run (X's ms/epoch / this row's); > 1 is faster.",
         "- GFLOP/s count the matrix products only: 2 n h (2 d + 3 k) per epoch "
@@ -632,13 +656,18 @@ def main(argv=None):
             for dtype in dtypes:
                 X, y = make_data(shape[0], shape[1], dtype)
                 results = {}
+                prepared = []
                 for name in names:
                     if name in missing:
                         results[name] = Result(name, shape, dtype, "not available", reason=missing[name])
                         continue
-                    r = measure(name, shape, X, y, threads, args.repeats, args.epochs, min_time,
-                                args.optimizer)
+                    r, run = prepare(name, shape, X, y, threads, args.epochs, min_time, args.optimizer)
                     results[name] = r
+                    prepared.append((r, run))
+                time_round_robin(prepared, args.repeats)
+                for name, r in results.items():
+                    if name in missing:
+                        continue
                     if r.ok:
                         _log(f"{shape_label(shape):>16} {dtype} {name:>7}: {1e3 * r.seconds:10.4g} ms/epoch "
                              f"({r.epochs} epochs x {args.repeats}; warm-up {r.warmup_seconds:.2f} s)")
