@@ -131,8 +131,9 @@ SN_INLINE double sn_exp(double x)
  *     e = expm1(x) = U / D,  U = 2**m (2 r O) + (2**m - 1) D,  D = E - r O
  * and tanh = U / (U + 2 D): one division for both the exponential and the
  * quotient, and 7 polynomial terms instead of Taylor's 13. Measured against
- * the Taylor form on this machine (AVX-512): 0.83 against 1.03 ns an
- * element, at most 3.0 against 2.4 ulp over 1e-12 <= |z| <= 100.
+ * the Taylor form on this machine (AVX-512): 0.92-0.96 against 0.96-1.03 ns
+ * an element, at most 3.3 against 2.4 ulp over 1e-12 <= |z| <= 100, and
+ * equal to glibc's tanh on all of 1.6 M points in [4, 20] (Taylor: 98.3%).
  * x is at most 40, so 2**m needs no clamp; for m = 0, U is 2 r O exactly,
  * hence full relative accuracy near 0. */
 SN_INLINE double sn_tanh(double z)
@@ -154,7 +155,14 @@ SN_INLINE double sn_tanh(double z)
     double s;
     memcpy(&s, &bits, sizeof s);
     double U = s * N + (s - 1.0) * D;
-    return __builtin_copysign(U / (U + 2.0 * D), z);
+    /* tanh = U / (U + 2D) = 1 - q with q = 2D / (U + 2D). Near saturation
+     * 1 - q is rounded once from an accurate q, so tanh is the correctly
+     * rounded value there as often as libm's (whose 1 - tanh**2, in the
+     * NumPy reference, would otherwise amplify a last-bit difference) */
+    double D2 = D + D;
+    double w = 1.0 / (U + D2);
+    double q = D2 * w;
+    return __builtin_copysign(q < 0.5 ? 1.0 - q : U * w, z);
 }
 
 /* Below z = -708 this returns exp(-708) ~ 3.3e-308 instead of the true tiny

@@ -96,8 +96,19 @@ def test_gradients_match_reference_on_random_shapes_and_scales(backend, n, d, h,
     assert np.isfinite(ref_loss) == np.isfinite(loss)
     if np.isfinite(ref_loss):
         assert loss == pytest.approx(ref_loss, rel=1e-11)
-        for g, r in zip(grads, ref_grads):
-            np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-12 * max(1.0, np.max(np.abs(r))))
+        # dL/dW1 and dL/db1 go through g'(z1) = 1 - tanh(z1)^2, whose rounding
+        # error is ~eps absolute in any implementation (the reference's too):
+        # for a saturated unit that is a large relative error. Their bound is
+        # therefore eps-sized in absolute terms, scaled by the sums the error
+        # is carried through: sum_i |x_i| |dL/dyhat_i| |W2|^T.
+        with np.errstate(all="ignore"):
+            yhat = np.tanh(X @ params.W1 + params.b1) @ params.W2 + params.b2
+            dyhat = np.abs(2.0 / n * (yhat - Y)) @ np.abs(params.W2).T      # (n, h)
+            carried = [np.abs(X).T @ dyhat, dyhat.sum(axis=0), 0.0, 0.0]
+        for g, r, c in zip(grads, ref_grads, carried):
+            atol = 1e-12 * max(1.0, np.max(np.abs(r))) + 8 * np.finfo(np.float64).eps * c
+            excess = np.abs(g - r) - (1e-9 * np.abs(r) + atol)
+            assert np.all(excess <= 0), f"gradients differ from the reference by {np.max(excess):.3g} too much"
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)

@@ -195,7 +195,12 @@ def _tanh(z):
     D = E - 0.5 * N                          # E - r O
     s = _bits_float64((_float64_bits(kd) + 1023) << 52)
     U = s * N + (s - 1.0) * D                # expm1(x) D, exactly 2 r O when m = 0
-    return np.copysign(U / (U + 2.0 * D), z)
+    # tanh = U / (U + 2D) = 1 - q, q = 2D / (U + 2D): near saturation 1 - q
+    # is rounded once from an accurate q, as correctly rounded as libm's tanh
+    D2 = D + D
+    w = 1.0 / (U + D2)
+    q = D2 * w
+    return np.copysign(1.0 - q if q < 0.5 else U * w, z)
 
 
 @njit(inline="always", **_JIT)
