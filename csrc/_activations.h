@@ -82,11 +82,32 @@
  * s = 2**m, p = expm1(r); then exp(x) = s p + s and expm1(x) = s p + (s - 1).
  * x must already lie in [-SN_EXP_LIMIT, SN_EXP_LIMIT] (or be NaN, which
  * propagates through p). */
+/* x = m ln2 + r, |r| <= ln(2)/2: returns r, and kd, whose low bits hold m
+ * (two's complement) for sn_pow2 */
+SN_INLINE double sn_reduce(double x, double *kd)
+{
+    *kd = x * SN_INV_LN2 + SN_SHIFT;
+    double m = *kd - SN_SHIFT;
+    return (x - m * SN_LN2_HI) - m * SN_LN2_LO;
+}
+
+/* 2**m for the kd of sn_reduce: m + 1023 shifted into the exponent field.
+ * memcpy is the portable bit cast; it compiles to nothing and keeps the loop
+ * vectorisable. */
+SN_INLINE double sn_pow2(double kd)
+{
+    uint64_t bits;
+    double s;
+    memcpy(&bits, &kd, sizeof bits);
+    bits = (bits + 1023) << 52;
+    memcpy(&s, &bits, sizeof s);
+    return s;
+}
+
 SN_INLINE void sn_exp_parts(double x, double *s, double *p)
 {
-    double kd = x * SN_INV_LN2 + SN_SHIFT;
-    double m = kd - SN_SHIFT;
-    double r = (x - m * SN_LN2_HI) - m * SN_LN2_LO;
+    double kd;
+    double r = sn_reduce(x, &kd);
     /* Taylor series of expm1 to degree 13: the next term is below 1e-17 relative */
     double q = 1.0 / 6227020800.0;                 /* 1/13! */
     q = 1.0 / 479001600.0 + r * q;                 /* 1/12! */
@@ -101,13 +122,7 @@ SN_INLINE void sn_exp_parts(double x, double *s, double *p)
     q = 1.0 / 6.0 + r * q;
     q = 0.5 + r * q;
     *p = r + r * r * q;
-    /* the low bits of kd hold m (two's complement); m + 1023 shifted into the
-     * exponent field is 2**m. memcpy is the portable bit cast; it compiles to
-     * nothing and keeps the loop vectorisable. */
-    uint64_t bits;
-    memcpy(&bits, &kd, sizeof bits);
-    bits = (bits + 1023) << 52;
-    memcpy(s, &bits, sizeof bits);
+    *s = sn_pow2(kd);
 }
 
 SN_INLINE double sn_clamp_exp_arg(double x)
@@ -141,19 +156,14 @@ SN_INLINE double sn_tanh(double z)
     double x = __builtin_fabs(z);
     x = SN_TANH_SATURATE < x ? SN_TANH_SATURATE : x;   /* one min; NaN passes */
     x = x + x;
-    double kd = x * SN_INV_LN2 + SN_SHIFT;
-    double m = kd - SN_SHIFT;
-    double r = (x - m * SN_LN2_HI) - m * SN_LN2_LO;
+    double kd;
+    double r = sn_reduce(x, &kd);
     double r2 = r * r;
     double E = 1.0 + r2 * (5.0 / 44.0 + r2 * (1.0 / 792.0 + r2 * (1.0 / 665280.0)));
     double O2 = 1.0 + r2 * (2.0 / 66.0 + r2 * (2.0 / 15840.0));   /* 2 O */
     double N = r * O2;                                            /* 2 r O */
     double D = E - 0.5 * N;                                       /* E - r O */
-    uint64_t bits;
-    memcpy(&bits, &kd, sizeof bits);
-    bits = (bits + 1023) << 52;
-    double s;
-    memcpy(&s, &bits, sizeof s);
+    double s = sn_pow2(kd);
     double U = s * N + (s - 1.0) * D;
     /* tanh = U / (U + 2D) = 1 - q with q = 2D / (U + 2D). Near saturation
      * 1 - q is rounded once from an accurate q, so tanh is the correctly

@@ -141,6 +141,11 @@ cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nog
     return (x + multiple - 1) // multiple * multiple
 
 
+cdef inline Py_ssize_t _sub_rows(const Plan *plan) noexcept nogil:
+    """Rows of the elementwise work within a tile of plan.tile_rows rows."""
+    return min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
+
+
 cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     """Chunks and tiles of a batch of n rows: fixed by n and the shapes alone.
 
@@ -158,7 +163,7 @@ cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     # no longer than a chunk (small n), always whole blocks of samples
     tiles = (plan.chunk_rows + plan.max_tile_rows - 1) // plan.max_tile_rows
     plan.tile_rows = _round_up((plan.chunk_rows + tiles - 1) // tiles, SN_LANES)
-    plan.sub_rows = min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
+    plan.sub_rows = _sub_rows(plan)
 
 
 cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t k,
@@ -178,7 +183,7 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
     _set_rows(&plan, max_rows)
     # buffers for the longest tile of any batch of at most max_rows rows
     plan.tile_rows = _round_up(min(plan.max_tile_rows, max_rows), SN_LANES)
-    plan.sub_rows = min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
+    plan.sub_rows = _sub_rows(&plan)
     plan.two_over_w = 2.0 / max_rows
     plan.max_chunks = plan.n_chunks
     plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.n_chunks))

@@ -158,11 +158,23 @@ _Q2, _Q4 = 2.0 / 66, 2.0 / 15840
 
 
 @njit(inline="always", **_JIT)
-def _exp_parts(x):
-    """(s, p) with exp(x) = s * (1 + p) and expm1(x) = s*p + (s - 1), x in [-708, 708]."""
+def _reduce(x):
+    """(kd, r) with x = m ln2 + r, |r| <= ln(2)/2, and m in the low bits of kd."""
     kd = x * _INV_LN2 + _SHIFT
     m = kd - _SHIFT                          # round(x / ln 2), still a float
-    r = (x - m * _LN2_HI) - m * _LN2_LO      # |r| <= ln(2)/2
+    return kd, (x - m * _LN2_HI) - m * _LN2_LO
+
+
+@njit(inline="always", **_JIT)
+def _pow2(kd):
+    """2**m for the kd of _reduce: m + 1023 shifted into the exponent field."""
+    return _bits_float64((_float64_bits(kd) + 1023) << 52)
+
+
+@njit(inline="always", **_JIT)
+def _exp_parts(x):
+    """(s, p) with exp(x) = s * (1 + p) and expm1(x) = s*p + (s - 1), x in [-708, 708]."""
+    kd, r = _reduce(x)
     q = _C12 + r * _C13
     q = _C11 + r * q
     q = _C10 + r * q
@@ -175,25 +187,20 @@ def _exp_parts(x):
     q = _C3 + r * q
     q = _C2 + r * q
     p = r + (r * r) * q                      # expm1(r), Taylor to degree 13
-    # the low bits of kd hold m; shifting m + 1023 into the exponent field gives 2**m
-    s = _bits_float64((_float64_bits(kd) + 1023) << 52)
-    return s, p
+    return _pow2(kd), p
 
 
 @njit(inline="always", **_JIT)
 def _tanh(z):
     """sign(z) e / (e + 2), e = expm1(2|z|) = U / D with exp(r) the [6/6] Pade
     approximant (E + r O) / (E - r O): one division for both (docs/kernels.md)."""
-    x = 2.0 * min(abs(z), 20.0)
-    kd = x * _INV_LN2 + _SHIFT
-    m = kd - _SHIFT
-    r = (x - m * _LN2_HI) - m * _LN2_LO      # |r| <= ln(2)/2
+    kd, r = _reduce(2.0 * min(abs(z), 20.0))
     r2 = r * r
     E = 1.0 + r2 * (_P2 + r2 * (_P4 + r2 * _P6))
     O2 = 1.0 + r2 * (_Q2 + r2 * _Q4)          # 2 O
     N = r * O2                               # 2 r O
     D = E - 0.5 * N                          # E - r O
-    s = _bits_float64((_float64_bits(kd) + 1023) << 52)
+    s = _pow2(kd)
     U = s * N + (s - 1.0) * D                # expm1(x) D, exactly 2 r O when m = 0
     # tanh = U / (U + 2D) = 1 - q, q = 2D / (U + 2D): near saturation 1 - q
     # is rounded once from an accurate q, as correctly rounded as libm's tanh
@@ -581,11 +588,10 @@ def _plan(n, d, h, k):
     of n rows: fixed by the shapes alone. n_chunks is monotone in n, and
     tile_rows <= max_tile_rows, which buffers for n rows hold."""
     use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
+    min_rows = GEMM_MIN_CHUNK_ROWS if d * h >= GEMM_TALL_DH else max(CHUNK_WORK // h, 1)
     if use_gemm:
-        min_rows = GEMM_MIN_CHUNK_ROWS if d * h >= GEMM_TALL_DH else max(CHUNK_WORK // h, 1)
         tile_rows = GEMM_TILE_ROWS
     else:
-        min_rows = max(CHUNK_WORK // h, 1)
         tile_rows = SMALL_TILE_BYTES // (8 * (2 * h + k + d))
         tile_rows = min(max(tile_rows - tile_rows % 8, SMALL_TILE_MIN_ROWS), SMALL_TILE_MAX_ROWS)
     chunks = min(n // min_rows, MAX_CHUNKS)
