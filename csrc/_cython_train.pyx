@@ -259,6 +259,48 @@ cdef inline void _weights_tile(Py_ssize_t m, Py_ssize_t mp, const floating *w,
         Wt[i] = 0
 
 
+ctypedef struct Rows:
+    # where a batch's rows come from: NULL order for a batch that is a slice
+    # of X, Y and w; else the batch's rows of the full arrays X, Y, w (typed
+    # as the call's floating type), which each chunk gathers into the
+    # batch buffers
+    const int64_t *order
+    const int64_t *next_order  # the next batch's rows, to prefetch
+    Py_ssize_t next_rows       # 0: no next batch
+    const void *X
+    const void *Y
+    const void *w
+
+
+cdef inline void _prefetch(const int64_t *order, Py_ssize_t rows, Py_ssize_t d, Py_ssize_t k,
+                           const floating *X, const floating *Y, const floating *w,
+                           bint unit_weights) noexcept nogil:
+    sn_prefetch_rows(order, rows, X, d * sizeof(floating))
+    sn_prefetch_rows(order, rows, Y, k * sizeof(floating))
+    if not unit_weights:
+        sn_prefetch_rows(order, rows, w, sizeof(floating))
+
+
+cdef void _gather_rows(Py_ssize_t row0, Py_ssize_t row_end, const Rows *src, Py_ssize_t d,
+                       Py_ssize_t k, const floating *X, const floating *Y, const floating *w,
+                       floating *Xb, floating *Yb, floating *wb) noexcept nogil:
+    """Copy the rows src.order[row0:row_end] of X, Y (and w, unless wb is
+    NULL) into rows row0:row_end of Xb, Yb (and wb)."""
+    cdef Py_ssize_t i, j, r
+    cdef const int64_t *order = src.order
+    for i in range(row0, row_end):
+        r = order[i]
+        if i + GATHER_AHEAD < row_end:
+            sn_prefetch_rows(order + i + GATHER_AHEAD, 1, X, d * sizeof(floating))
+        for j in range(d):
+            Xb[i * d + j] = X[r * d + j]
+        for j in range(k):
+            Yb[i * k + j] = Y[r * k + j]
+    if wb != NULL:
+        for i in range(row0, row_end):
+            wb[i] = w[order[i]]
+
+
 cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
                 const floating *w, Py_ssize_t row0, Py_ssize_t m,
                 const floating *W1, const floating *b1,
@@ -338,12 +380,22 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
 
 
 cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const floating *Y,
-                 const floating *w, const floating *W1, const floating *b1,
+                 const floating *w, const Rows *src, const floating *W1, const floating *b1,
                  const floating *W2, const floating *b2,
                  floating *scratch, floating *grad, double *loss) noexcept nogil:
     cdef Py_ssize_t row0 = chunk * plan.chunk_rows
     cdef Py_ssize_t row_end = min(row0 + plan.chunk_rows, plan.n)
     cdef Py_ssize_t i, t0
+    if src.order != NULL:
+        # a shuffled batch: this chunk gathers its own rows (in parallel with
+        # the other chunks), then starts the same rows of the next batch on
+        # their way into cache
+        _gather_rows(row0, row_end, src, plan.d, plan.k, <const floating *> src.X,
+                     <const floating *> src.Y, <const floating *> src.w,
+                     <floating *> X, <floating *> Y, <floating *> w)
+        _prefetch(src.next_order + row0, max(0, min(row_end, src.next_rows) - row0),
+                  plan.d, plan.k, <const floating *> src.X, <const floating *> src.Y,
+                  <const floating *> src.w, w == NULL)
     for i in range(plan.n_params):
         grad[i] = 0
     loss[0] = 0
@@ -355,23 +407,24 @@ cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const fl
 
 
 cdef double _loss_and_gradients(const Plan *plan, const floating *X, const floating *Y,
-                                const floating *w,
+                                const floating *w, const Rows *src,
                                 const floating *W1, const floating *b1,
                                 const floating *W2, const floating *b2,
                                 floating *scratch, floating *chunk_grads,
                                 double *chunk_loss, floating *grad) noexcept nogil:
     """Over the plan.n rows of X, Y (weights w, NULL for unit weights): the
     weighted sum of squared residuals (not yet / W_B, no penalty) and the
-    gradients of the data term (with dL/dyhat = (2 w_i / W_B) R_i) into ``grad``."""
+    gradients of the data term (with dL/dyhat = (2 w_i / W_B) R_i) into ``grad``.
+    With src.order set, X, Y and w are the batch buffers the chunks gather into."""
     cdef Py_ssize_t c, i
     cdef Py_ssize_t n_chunks = plan.n_chunks, stride = plan.grad_stride
     cdef double loss
     if n_chunks == 1:
         # one chunk: no parallel region, whose start-up would dominate small n
-        _chunk(plan, 0, X, Y, w, W1, b1, W2, b2, scratch, grad, chunk_loss)
+        _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, grad, chunk_loss)
         return chunk_loss[0]
     for c in prange(n_chunks, schedule='static', num_threads=plan.n_workers):
-        _chunk(plan, c, X, Y, w, W1, b1, W2, b2,
+        _chunk(plan, c, X, Y, w, src, W1, b1, W2, b2,
                scratch + threadid() * plan.scratch_stride,
                chunk_grads + c * stride, chunk_loss + c)
     # reduce in chunk order: the same sums whatever thread ran which chunk
@@ -510,7 +563,7 @@ cdef void _update(const Step *st, floating *p, const floating *g, floating *m, f
 
 
 cdef double _batch(Plan *plan, const floating *X, const floating *Y, const floating *w,
-                   Py_ssize_t rows, double weight, double alpha,
+                   const Rows *src, Py_ssize_t rows, double weight, double alpha,
                    const floating *W1, const floating *b1,
                    const floating *W2, const floating *b2,
                    floating *scratch, floating *chunk_grads, double *chunk_loss,
@@ -521,7 +574,7 @@ cdef double _batch(Plan *plan, const floating *X, const floating *Y, const float
     cdef floating scale
     _set_rows(plan, rows)
     plan.two_over_w = 2.0 / weight
-    loss = _loss_and_gradients(plan, X, Y, w, W1, b1, W2, b2, scratch, chunk_grads,
+    loss = _loss_and_gradients(plan, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads,
                                chunk_loss, grad)
     if alpha != 0:
         loss += alpha * _penalty_sum(plan, W1, W2)
@@ -531,36 +584,14 @@ cdef double _batch(Plan *plan, const floating *X, const floating *Y, const float
     return loss / weight
 
 
-cdef double _gather(Py_ssize_t rows, const int64_t *order, Py_ssize_t d, Py_ssize_t k,
-                    const floating *X, const floating *Y, const floating *w, bint unit_weights,
-                    floating *Xb, floating *Yb, floating *wb) noexcept nogil:
-    """Copy the rows order[:rows] of X, Y and w into Xb, Yb, wb; return their
-    weight sum (rows itself for unit weights, whose wb is left alone)."""
-    cdef Py_ssize_t i, j, r
+cdef double _gathered_weight(const int64_t *order, Py_ssize_t rows,
+                             const floating *w) noexcept nogil:
+    """The weight sum of the rows order[:rows], summed in batch order."""
+    cdef Py_ssize_t i
     cdef double weight = 0
     for i in range(rows):
-        r = order[i]
-        if i + GATHER_AHEAD < rows:
-            sn_prefetch_rows(order + i + GATHER_AHEAD, 1, X, d * sizeof(floating))
-        for j in range(d):
-            Xb[i * d + j] = X[r * d + j]
-        for j in range(k):
-            Yb[i * k + j] = Y[r * k + j]
-    if unit_weights:
-        return <double> rows
-    for i in range(rows):
-        wb[i] = w[order[i]]
-        weight += wb[i]
+        weight += w[order[i]]
     return weight
-
-
-cdef inline void _prefetch(const int64_t *order, Py_ssize_t rows, Py_ssize_t d, Py_ssize_t k,
-                           const floating *X, const floating *Y, const floating *w,
-                           bint unit_weights) noexcept nogil:
-    sn_prefetch_rows(order, rows, X, d * sizeof(floating))
-    sn_prefetch_rows(order, rows, Y, k * sizeof(floating))
-    if not unit_weights:
-        sn_prefetch_rows(order, rows, w, sizeof(floating))
 
 
 cdef double _weight_sum(const floating *w, Py_ssize_t rows) noexcept nogil:
@@ -622,6 +653,9 @@ def train(const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const floating *Xs
     cdef const floating *Ys
     cdef const floating *ws_
+    cdef Rows src
+    src.order = NULL
+    src.X, src.Y, src.w = X0, Y0, w0
     with nogil:
         # unit weights: the weight products are exact, so they are left out
         unit_weights = _all_ones(w0, n)
@@ -634,12 +668,11 @@ def train(const floating[:, ::1] X, const floating[:, ::1] Y,
             while start < n:
                 rows = min(bs, n - start)
                 if shuffled:
-                    weight = _gather(rows, order0 + epoch * n + start, d, k, X0, Y0, w0,
-                                     unit_weights, Xb, Yb, wb)
-                    if start + rows < n:
-                        # the next batch's rows arrive while this one computes
-                        _prefetch(order0 + epoch * n + start + rows, min(bs, n - start - rows),
-                                  d, k, X0, Y0, w0, unit_weights)
+                    src.order = order0 + epoch * n + start
+                    src.next_order = src.order + rows
+                    src.next_rows = min(bs, n - start - rows)
+                    weight = (<double> rows if unit_weights
+                              else _gathered_weight(src.order, rows, w0))
                     Xs = Xb
                     Ys = Yb
                     ws_ = wb
@@ -653,7 +686,7 @@ def train(const floating[:, ::1] X, const floating[:, ::1] Y,
                     continue
                 if unit_weights:
                     ws_ = NULL
-                loss = _batch(&plan, Xs, Ys, ws_, rows, weight, alpha, params[0], params[1],
+                loss = _batch(&plan, Xs, Ys, ws_, &src, rows, weight, alpha, params[0], params[1],
                               params[2], params[3], scratch, chunk_grads, ws.chunk_loss, grad)
                 if not isfinite(loss):
                     loss_curve[epoch] = loss
@@ -692,13 +725,15 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k, i
     cdef const floating *w = &sample_weight[0]
     cdef double loss, weight
+    cdef Rows in_place
+    in_place.order = NULL
     with nogil:
         if _all_ones(w, n):
             weight = <double> n
             w = NULL
         else:
             weight = _weight_sum(w, n)
-        loss = _batch(&plan, &X[0, 0], &Y[0, 0], w, n, weight, alpha,
+        loss = _batch(&plan, &X[0, 0], &Y[0, 0], w, &in_place, n, weight, alpha,
                       &W1[0, 0], &b1[0], &W2[0, 0], &b2[0], <floating *> ws.scratch,
                       <floating *> ws.chunk_grads, ws.chunk_loss, grad)
         for i in range(d * h):

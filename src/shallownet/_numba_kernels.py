@@ -538,13 +538,24 @@ def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale,
 # ---------------------------------------------------------------- chunks
 
 @njit(**_JIT)
-def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
+def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
            W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
            chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     """Chunk c of the batch of m rows from row0: its loss and gradients into
-    its own accumulators, tile by tile."""
+    its own accumulators, tile by tile. With a shuffled batch (source =
+    (X_all, Y_all, order, X_batch, Y_batch, XT, YT), order not empty) the
+    chunk first gathers its own rows of the batch into the batch buffers
+    (X_batch, Y_batch: the X, Y here; or XT, YT), in parallel with the
+    others. The buffers come through ``source`` as well: X and Y here may be
+    the caller's read-only arrays."""
     begin = row0 + c * chunk_rows
     end = min(row0 + m, begin + chunk_rows)
+    X_all, Y_all, order, X_batch, Y_batch, XT_batch, YT_batch = source
+    if order.shape[0] > 0:
+        if use_gemm:
+            _gather_rows(X_all, Y_all, order, begin, end, X_batch, Y_batch)
+        else:
+            _gather_columns(X_all, Y_all, order, begin, end, XT_batch, YT_batch)
     grad_W1 = chunk_W1[c]
     grad_b1 = chunk_b1[c]
     grad_W2 = chunk_W2[c]
@@ -569,14 +580,14 @@ def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
 
 @njit(parallel=True, **_JIT)
 def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_gemm,
-                     X, Y, XT, YT, w, W1, b1, W2, W2T, b2, code, scale,
+                     X, Y, XT, YT, w, source, W1, b1, W2, W2T, b2, code, scale,
                      buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
                      chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     # one prange iteration per worker; a worker owns its buffers and a
     # contiguous run of chunks (a static schedule)
     for wk in prange(n_workers):
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
-            _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
+            _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
                    W1, b1, W2, W2T, b2, code, scale,
                    buf_G[wk], buf_A[wk], buf_R[wk], buf_T[wk], tmp_W1[wk], tmp_W2[wk],
                    chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
@@ -675,11 +686,14 @@ def _add_scaled(grad, s, p):
 
 
 @njit(**_JIT)
-def _gradients(X, Y, XT, YT, w, row0, m, weight, W1, b1, W2, b2, code, alpha, workspace,
-               grad_W1, grad_b1, grad_W2, grad_b2):
+def _gradients(X, Y, XT, YT, w, source, row0, m, weight, W1, b1, W2, b2, code, alpha,
+               workspace, grad_W1, grad_b1, grad_W2, grad_b2):
     """L_B and its gradients (into grad_*) at the current parameters for the
     batch of the m rows from row0 of (X, Y, w) (GEMM path) or of (XT, YT, w)
-    (explicit path), whose weights sum to ``weight`` > 0; returns L_B."""
+    (explicit path), whose weights sum to ``weight`` > 0; returns L_B. A
+    shuffled batch's chunks first gather its rows there from source =
+    (X_all, Y_all, order, X_batch, Y_batch, XT, YT); rows in order pass an
+    empty order."""
     (max_workers, _, _, _, _, _, _, W2T, buffers, chunks) = workspace
     buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2 = buffers
     chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss = chunks
@@ -693,13 +707,13 @@ def _gradients(X, Y, XT, YT, w, row0, m, weight, W1, b1, W2, b2, code, alpha, wo
         # one chunk: no parallel region (its start-up would dominate small
         # batches). Chunk n_chunks - 1 = 0, not the literal 0: a literal
         # argument would compile _chunk and its callees a second time
-        _chunk(n_chunks - 1, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w,
+        _chunk(n_chunks - 1, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
                W1, b1, W2, W2T, b2, code, scale,
                buf_G[0], buf_A[0], buf_R[0], buf_T[0], tmp_W1[0], tmp_W2[0],
                chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     else:
         _chunks_parallel(min(max_workers, n_chunks), n_chunks, row0, m, chunk_rows, tile_rows,
-                         use_gemm, X, Y, XT, YT, w, W1, b1, W2, W2T, b2, code, scale,
+                         use_gemm, X, Y, XT, YT, w, source, W1, b1, W2, W2T, b2, code, scale,
                          buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
                          chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     # reduce in chunk order: the same sums whatever the number of workers
@@ -759,13 +773,13 @@ def _prefetch_row(X, Y, r):
 
 
 @njit(**_JIT)
-def _gather_rows(X, Y, rows, X_batch, Y_batch):
-    """X_batch[i] = X[rows[i]], Y_batch[i] = Y[rows[i]] (the GEMM path's layout)."""
+def _gather_rows(X, Y, rows, begin, end, X_batch, Y_batch):
+    """X_batch[i] = X[rows[i]], Y_batch[i] = Y[rows[i]] for i in [begin, end)
+    (the GEMM path's layout)."""
     d = X.shape[1]
     k = Y.shape[1]
-    m = rows.shape[0]
-    for i in range(m):
-        if i + PREFETCH_ROWS < m:
+    for i in range(begin, end):
+        if i + PREFETCH_ROWS < end:
             _prefetch_row(X, Y, rows[i + PREFETCH_ROWS])
         r = rows[i]
         for l in range(d):
@@ -775,13 +789,13 @@ def _gather_rows(X, Y, rows, X_batch, Y_batch):
 
 
 @njit(**_JIT)
-def _gather_columns(X, Y, rows, XT, YT):
-    """XT[:, i] = X[rows[i]], YT[:, i] = Y[rows[i]] (the explicit loops' layout)."""
+def _gather_columns(X, Y, rows, begin, end, XT, YT):
+    """XT[:, i] = X[rows[i]], YT[:, i] = Y[rows[i]] for i in [begin, end)
+    (the explicit loops' layout)."""
     d = X.shape[1]
     k = Y.shape[1]
-    m = rows.shape[0]
-    for i in range(m):
-        if i + PREFETCH_ROWS < m:
+    for i in range(begin, end):
+        if i + PREFETCH_ROWS < end:
             _prefetch_row(X, Y, rows[i + PREFETCH_ROWS])
         r = rows[i]
         for l in range(d):
@@ -902,6 +916,8 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
     grad_b2 = np.empty_like(b2)
     # rows in order: the batches and their weights are the same every epoch
     batch_weight = np.empty(0 if gather else n_batches)
+    # an empty order typed as a row slice of orders: one compiled _gradients
+    no_order = np.empty((1, 0), np.int64)[0, 0:0]
     if not gather:
         for batch in range(n_batches):
             start = batch * rows
@@ -921,19 +937,16 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
                 weight = _gather_weights(w, order, w_batch)
                 if weight == 0.0:
                     continue
-                if use_gemm:
-                    _gather_rows(X, Y, order, X_batch, Y_batch)
-                else:
-                    _gather_columns(X, Y, order, XT, YT)
-                loss = _gradients(X_batch, Y_batch, XT, YT, w_batch, row0, m, weight,
+                loss = _gradients(X_batch, Y_batch, XT, YT, w_batch,
+                                  (X, Y, order, X_batch, Y_batch, XT, YT), row0, m, weight,
                                   W1, b1, W2, b2, code, alpha, workspace,
                                   grad_W1, grad_b1, grad_W2, grad_b2)
             else:
                 weight = batch_weight[batch]
                 if weight == 0.0:
                     continue
-                loss = _gradients(X, Y, XT, YT, w, row0, m, weight,
-                                  W1, b1, W2, b2, code, alpha, workspace,
+                loss = _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT),
+                                  row0, m, weight, W1, b1, W2, b2, code, alpha, workspace,
                                   grad_W1, grad_b1, grad_W2, grad_b2)
             if not np.isfinite(loss):
                 loss_curve[epoch] = loss
@@ -954,6 +967,8 @@ def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
     """L over all rows at the parameters; its gradients into grad_*."""
     n = X.shape[0]
     workspace = _workspace(X, Y, W1, n, n_threads, False)
-    XT, YT = workspace[2:4]
-    return _gradients(X, Y, XT, YT, w, n - n, n, _weight_sum(w), W1, b1, W2, b2, code, alpha,
-                      workspace, grad_W1, grad_b1, grad_W2, grad_b2)
+    XT, YT, X_batch, Y_batch = workspace[2:6]
+    no_order = np.empty((1, 0), np.int64)[0, 0:0]
+    return _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT), n - n, n,
+                      _weight_sum(w), W1, b1, W2, b2, code, alpha, workspace,
+                      grad_W1, grad_b1, grad_W2, grad_b2)

@@ -6,6 +6,7 @@ Python at no per-epoch cost (a block is 1 epoch only with early stopping).
 """
 
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -19,10 +20,15 @@ SGD, ADAM = 0, 1
 OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM}
 SCHEDULES = ("constant", "invscaling")
 # With shuffling, blocks hold about this many order entries (at least one
-# epoch), and the next block's orders are drawn on a helper thread while the
-# compiled code runs the current block with the GIL released: drawing a
-# permutation costs ~10 ns a row, about a tenth of a minibatch Adam epoch at
-# (100000, 10, 32) (benches/RESULTS.md).
+# epoch). Drawing an order costs ~5 ns a row (shallownet._shuffle), about a
+# twentieth of a minibatch Adam epoch at (100000, 10, 32). When the compiled loops leave a
+# core free (n_threads below the usable cores), the next block's orders are
+# drawn on a helper thread while they run the current block with the GIL
+# released; when they use every core, the orders are drawn before each block:
+# a helper thread there takes a core from a parallel region that waits for
+# it at every batch (measured at that shape, Adam, 2 threads on 2 cores:
+# 11.0-12.9 ms an epoch with the helper, 8.9-9.3 with the orders drawn
+# beforehand, plus 0.5 ms to draw them).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
 # moves often enough, and the returns from compiled code (~10-20 us each)
@@ -119,7 +125,8 @@ class Trainer:
         # with a progress bar the blocks start at one epoch and grow to last
         # about _PROGRESS_SECONDS each: frequent updates, few returns
         block = 1 if progress is not None else cap
-        orders = _Orders(self.shuffle_rng, n, shuffled)
+        orders = _Orders(self.shuffle_rng, n, shuffled,
+                         overlap=self.n_threads < _usable_cores())
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
@@ -174,23 +181,33 @@ class Trainer:
         return losses[:done], val_losses[:done]
 
 
+def _permutation(rng, n):
+    from ._shuffle import permutation  # imports Numba: only once a fit shuffles
+    return permutation(rng, n)
+
+
+def _usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class _Orders:
     """The row orders of a run's blocks: for shuffled batches, a fresh
     permutation per epoch from the shuffle RNG, one epoch after another; else
     the empty (0, 0) array that means rows in order.
 
-    The orders of the next block are drawn on a helper thread while the
-    current block trains. Results do not depend on it: the draws are the
-    same, in the same order, and ``close`` rewinds the RNG to before the
-    first epoch drawn ahead but never trained, so the RNG ends where the
-    epochs that ran left it."""
+    With ``overlap``, the orders of the next block are drawn on a helper
+    thread while the current block trains. Results do not depend on it: the
+    draws are the same, in the same order, and ``close`` rewinds the RNG to
+    before the first epoch drawn ahead but never trained, so the RNG ends
+    where the epochs that ran left it."""
 
     _IN_ORDER = np.empty((0, 0), dtype=np.int64)
 
-    def __init__(self, rng, n, shuffled):
+    def __init__(self, rng, n, shuffled, overlap=True):
         self.rng = rng
         self.n = n
         self.shuffled = shuffled
+        self.overlap = overlap
         self.pool = None
         self.pending = None      # a future of [(RNG state before the draw, order), ...]
         self.ready = []          # epochs drawn ahead, not yet handed out
@@ -199,7 +216,7 @@ class _Orders:
         drawn = []
         for _ in range(epochs):
             state = self.rng.bit_generator.state
-            drawn.append((state, self.rng.permutation(self.n)))
+            drawn.append((state, _permutation(self.rng, self.n)))
         return drawn
 
     def _collect(self):
@@ -218,8 +235,8 @@ class _Orders:
         for row, (_, order) in zip(orders, taken):
             row[:] = order
         for row in orders[len(taken):]:
-            row[:] = self.rng.permutation(self.n)
-        if ahead > len(self.ready):
+            row[:] = _permutation(self.rng, self.n)
+        if self.overlap and ahead > len(self.ready):
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(max_workers=1)
             self.pending = self.pool.submit(self._draw_recorded, ahead - len(self.ready))
