@@ -98,3 +98,8 @@ def test_divergence_raises_instead_of_returning_nan(backend):
     with pytest.raises(FloatingPointError, match=r"diverged.*learning_rate=1e\+06.*smaller"):
         shallownet.fit(X * 100, y * 1e3, learning_rate=1e6, epochs=200, activation="identity",
                        backend=backend, random_state=0)
+    # the very last step overflows while every loss was finite: caught as well
+    with pytest.raises(FloatingPointError,
+                       match=r"non-finite in the last step of epoch 0 with learning_rate=1e\+300"):
+        shallownet.fit(X, y * 1e10, learning_rate=1e300, epochs=1, activation="identity",
+                       backend=backend, random_state=0)

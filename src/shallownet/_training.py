@@ -97,6 +97,13 @@ class Trainer:
             beta2=o["beta2"], epsilon=o["epsilon"], alpha=o["alpha"], batch_size=batch_size,
             epoch0=self.epochs_done)
 
+    def _diverged(self, what):
+        rate = self.options["learning_rate"]
+        raise FloatingPointError(
+            f"training diverged: {what} with "
+            f"learning_rate={rate:g}; try a smaller learning_rate (for example {rate / 10:g}) "
+            f"or scale X and y")
+
     @staticmethod
     def _next_count(done, epochs, block, callback, callback_every):
         """The epochs of the next call into the backend, ``done`` of ``epochs`` run."""
@@ -127,6 +134,7 @@ class Trainer:
         block = 1 if progress is not None else cap
         orders = _Orders(self.shuffle_rng, n, shuffled,
                          overlap=self.n_threads < _usable_cores())
+        spec = self._spec(n)
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
@@ -138,21 +146,17 @@ class Trainer:
                              if done + count < epochs else 0)
                     batch_orders = orders.get(count, ahead)
                     started = time.perf_counter()
-                    curve = np.full(count, np.nan)
+                    # the backend writes the block's losses straight into the curve
                     finished = self.module.train(X, Y, sample_weight, self.params, self.state,
-                                                 self._spec(n), batch_orders, curve,
+                                                 spec._replace(epoch0=self.epochs_done),
+                                                 batch_orders, losses[done:done + count],
                                                  self.n_threads)
                     if progress is not None:
                         seconds = (time.perf_counter() - started) / count
                         block = min(cap, max(1, math.ceil(_PROGRESS_SECONDS / max(seconds, 1e-9))))
-                    losses[done:done + finished] = curve[:finished]
-                    if finished < count or not all(np.isfinite(p).all() for p in self.params):
-                        epoch = self.epochs_done + finished
-                        raise FloatingPointError(
-                            f"training diverged: the loss became "
-                            f"{curve[min(finished, count - 1)]:g} at epoch {epoch} with "
-                            f"learning_rate={o['learning_rate']:g}; try a smaller learning_rate "
-                            f"(for example {o['learning_rate'] / 10:g}) or scale X and y")
+                    if finished < count:
+                        self._diverged(f"the loss became {losses[done + finished]:g} at epoch "
+                                       f"{self.epochs_done + finished}")
                     self.epochs_done += count
                     done += count
                     if progress is not None:
@@ -174,6 +178,13 @@ class Trainer:
                         break
         finally:
             orders.close()
+        # A step that makes a parameter non-finite makes the next batch's loss
+        # non-finite, which the backend reports; only the last step of the
+        # run is left to check (here, once: ~10 us a check at every return
+        # from compiled code was half of a callback's cost).
+        if done and not all(np.isfinite(p).all() for p in self.params):
+            self._diverged(f"a parameter became non-finite in the last step of epoch "
+                           f"{self.epochs_done - 1}")
         if validation is not None and best[1] is not None:
             for p, b in zip(self.params, best[1]):
                 p[...] = b

@@ -20,9 +20,14 @@ BLAS_THREADS = 1
 @contextmanager
 def _numba_threads(n_threads):
     """Numba's thread count set to n_threads (at most its pool's size) for the
-    block, then restored; yields the count set."""
+    block, then restored; yields the count set. Numba's getter and setter
+    cost ~1.6 us each, paid at every return from compiled code (every
+    callback): the setter only runs when the count changes."""
     previous = numba.get_num_threads()
     n_threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    if n_threads == previous:
+        yield n_threads
+        return
     numba.set_num_threads(n_threads)
     try:
         yield n_threads
