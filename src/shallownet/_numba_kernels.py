@@ -58,6 +58,12 @@ MAX_CHUNKS = 32
 GEMM_MIN_CHUNK_ROWS = 2048
 GEMM_TALL_DH = 4096
 CHUNK_WORK = 2048
+# The explicit loops pay more per chunk (a call per hidden unit and tile,
+# the chunk's accumulators): there a chunk needs twice the work. Measured on
+# 2 threads, three interleaved runs each, us an epoch: (1000, 1, 16) in 2
+# chunks 16-20.5, in 4 chunks 20-23; (2000, 1, 16) 28-34 in 4, 34-47 in 8;
+# but (1000, 4, 8) 18.5-19 serial, 15-19 in 2 chunks.
+EXPLICIT_CHUNK_WORK = 4096
 # Two tile kernels, chosen by the shapes. Measured single-threaded at
 # n = 50000, tanh: the explicit loops won by 1.3-3x at h <= 8 and at d = 1,
 # h = 16; they tied with the GEMMs at d*h = 64 with h >= 16, and lost by
@@ -599,7 +605,10 @@ def _plan(n, d, h, k):
     of n rows: fixed by the shapes alone. n_chunks is monotone in n, and
     tile_rows <= max_tile_rows, which buffers for n rows hold."""
     use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
-    min_rows = GEMM_MIN_CHUNK_ROWS if d * h >= GEMM_TALL_DH else max(CHUNK_WORK // h, 1)
+    if d * h >= GEMM_TALL_DH:
+        min_rows = GEMM_MIN_CHUNK_ROWS
+    else:
+        min_rows = max((CHUNK_WORK if use_gemm else EXPLICIT_CHUNK_WORK) // h, 1)
     if use_gemm:
         tile_rows = GEMM_TILE_ROWS
     else:
