@@ -35,7 +35,7 @@
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uintptr_t, int64_t
-from libc.math cimport isfinite, pow, sqrt, sqrtf
+from libc.math cimport isfinite, pow
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused floating:
@@ -72,6 +72,12 @@ cdef extern from "_activations.h" nogil:
                       const double *DZt, double *grad_W1)
     void sn_grad_W1_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const float *Xt,
                       const float *DZt, float *grad_W1)
+    void sn_adam_d(Py_ssize_t size, double *p, const double *g, double *m, double *v,
+                   double lr, double beta1, double c1, double beta2, double c2,
+                   double bias1, double bias2, double eps)
+    void sn_adam_f(Py_ssize_t size, float *p, const float *g, float *m, float *v,
+                   float lr, float beta1, float c1, float beta2, float c2,
+                   float bias1, float bias2, float eps)
 
 cdef enum:
     # optimizer codes of shallownet._training
@@ -533,19 +539,12 @@ cdef void _update(const Step *st, floating *p, const floating *g, floating *m, f
     cdef floating c1 = <floating> st.one_minus_beta1, c2 = <floating> st.one_minus_beta2
     cdef floating bias1 = <floating> st.bias1, bias2 = <floating> st.bias2
     cdef floating eps = <floating> st.epsilon
-    cdef floating step, den
     if st.optimizer == ADAM:
-        for i in range(size):
-            m[i] = m[i] * beta1
-            m[i] = m[i] + c1 * g[i]
-            v[i] = v[i] * beta2
-            v[i] = v[i] + c2 * g[i] * g[i]
-            step = lr * (m[i] / bias1)
-            if floating is double:
-                den = sqrt(v[i] / bias2) + eps
-            else:
-                den = sqrtf(v[i] / bias2) + eps
-            p[i] = p[i] - step / den
+        # vectorised in the header, one rounding per line of the reference
+        if floating is double:
+            sn_adam_d(size, p, g, m, v, lr, beta1, c1, beta2, c2, bias1, bias2, eps)
+        else:
+            sn_adam_f(size, p, g, m, v, lr, beta1, c1, beta2, c2, bias1, bias2, eps)
     elif st.momentum != 0:
         if st.nesterov:
             for i in range(size):
