@@ -158,7 +158,7 @@ def test_orders_drawn_ahead_change_nothing(backend, monkeypatch):
     monkeypatch.setattr(shallownet._training, "_OVERLAP_ORDER_ENTRIES", 2 * 120)
     # the helper thread draws only while a core is left free (n_threads below
     # the usable cores); pretend there is one
-    monkeypatch.setattr(shallownet._training, "_usable_cores", lambda: 64)
+    monkeypatch.setattr(shallownet._training, "usable_cores", lambda: 64)
     draws = []
     draw = shallownet._training._Orders._draw_recorded
     monkeypatch.setattr(shallownet._training._Orders, "_draw_recorded",
@@ -321,3 +321,10 @@ def test_shuffled_orders_are_uniform_permutations():
     assert all(850 <= c <= 1150 for c in counts.values()), counts
     assert permutation(rng, 1).tolist() == [0]
     assert permutation(rng, 0).shape == (0,)
+    # the pure-Python loop (used without Numba) gives the same orders
+    from shallownet._shuffle import _fisher_yates
+    u = np.random.default_rng(4).random(500)
+    compiled, python = np.empty(500, np.int64), np.empty(500, np.int64)
+    shallownet._shuffle._shuffle(u, compiled)
+    _fisher_yates(u, python)
+    np.testing.assert_array_equal(compiled, python)

@@ -6,13 +6,13 @@ Python at no per-epoch cost (a block is 1 epoch only with early stopping).
 """
 
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 from ._params import Params
+from ._validation import usable_cores
 from .backends import blas_limit
 
 SGD, ADAM = 0, 1
@@ -21,8 +21,8 @@ OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM}
 SCHEDULES = ("constant", "invscaling")
 # With shuffling, blocks hold about this many order entries (at least one
 # epoch). Drawing an order costs ~5 ns a row (shallownet._shuffle), about a
-# twentieth of a minibatch Adam epoch at (100000, 10, 32). When the compiled loops leave a
-# core free (n_threads below the usable cores), the next block's orders are
+# twentieth of a minibatch Adam epoch at (100000, 10, 32). When the compiled
+# loops leave a core free (n_threads below the usable cores), the next block's orders are
 # drawn on a helper thread while they run the current block with the GIL
 # released; when they use every core, the orders are drawn before each block:
 # a helper thread there takes a core from a parallel region that waits for
@@ -133,7 +133,7 @@ class Trainer:
         # about _PROGRESS_SECONDS each: frequent updates, few returns
         block = 1 if progress is not None else cap
         orders = _Orders(self.shuffle_rng, n, shuffled,
-                         overlap=self.n_threads < _usable_cores())
+                         overlap=self.n_threads < usable_cores())
         spec = self._spec(n)
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
@@ -195,10 +195,6 @@ class Trainer:
 def _permutation(rng, n):
     from ._shuffle import permutation  # imports Numba: only once a fit shuffles
     return permutation(rng, n)
-
-
-def _usable_cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class _Orders:

@@ -110,10 +110,15 @@ def check_activation(activation):
     return ACTIVATIONS[activation]
 
 
+def usable_cores():
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def check_n_threads(n_threads):
     """``None`` means every core this process may run on."""
     if n_threads is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return usable_cores()
     return check_positive_int(n_threads, "n_threads")
 
 

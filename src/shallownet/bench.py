@@ -53,6 +53,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import shallownet
 from ._params import init_params
+from ._validation import usable_cores
 from .backends import BACKENDS, resolve_backend
 
 K = 1                      # outputs
@@ -388,10 +389,6 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-def usable_cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def versions():
