@@ -65,6 +65,19 @@ def test_optimizers_every_activation_multichunk(compiled_backend, activation, ca
              shallownet.fit(X, y, backend="numpy", **kwargs), RTOL64)
 
 
+def test_weighted_shuffled_batches_gathered_by_chunks(compiled_backend):
+    # batches of 512 rows at h = 32 split into several chunks, each of which
+    # gathers its own shuffled rows and weights (docs/kernels.md)
+    X, y = make_problem(3000, 5, 1, seed=12)
+    kwargs = dict(optimizer="adam", batch_size=512, learning_rate=1e-3, hidden=32, epochs=15,
+                  random_state=4, sample_weight=_weights(3000))
+    fits = [shallownet.fit(X, y, backend=compiled_backend, n_threads=t, **kwargs) for t in (1, 2)]
+    assert np.array_equal(fits[0].loss_curve, fits[1].loss_curve)
+    for p, q in zip(fits[0].params, fits[1].params):
+        assert np.array_equal(p, q)
+    _compare(fits[1], shallownet.fit(X, y, backend="numpy", **kwargs), RTOL64)
+
+
 @pytest.mark.parametrize("case", ["gd", "sgd-momentum", "adam"])
 def test_optimizers_match_reference_float32(compiled_backend, case):
     X, y = make_problem(300, 4, 1, seed=5, dtype=np.float32)
