@@ -142,3 +142,21 @@ def test_same_random_state_same_start_everywhere():
     first = {b: shallownet.fit(X, y, epochs=1, backend=b, random_state=42).loss_curve[0]
              for b in BACKENDS}
     assert len({round(v, 12) for v in first.values()}) == 1
+
+
+def test_numba_thread_count_is_set_for_the_fit_and_restored():
+    numba = pytest.importorskip("numba")
+    X, y = make_problem(200, 2, 1, seed=1)
+    before = numba.get_num_threads()
+    seen = []
+    shallownet.fit(X, y, epochs=3, backend="numba", n_threads=1,
+                   callback=lambda epoch, loss, params: seen.append(numba.get_num_threads()))
+    # set once for the whole fit, every block ran with it, and it is back
+    assert seen == [1, 1, 1]
+    assert numba.get_num_threads() == before
+    # a direct call outside a fit sets and restores it too
+    backend = _load("numba")
+    loss, _ = backend.loss_and_gradients(X, y.reshape(-1, 1), np.ones(200),
+                                         shallownet.fit(X, y, epochs=1, backend="numba").params,
+                                         ACTIVATION_TABLE["tanh"].code, 0.0, 1)
+    assert np.isfinite(loss) and numba.get_num_threads() == before

@@ -5,7 +5,7 @@ import numpy as np
 from . import _validation as v
 from ._params import Params, init_params
 from ._training import OPTIMIZERS, SCHEDULES, Trainer, new_state
-from .backends import blas_limit, resolve_backend
+from .backends import resolve_backend, thread_limits
 from .model import Model
 
 
@@ -145,7 +145,7 @@ def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threa
     if len(W1_shape) != 2:
         raise ValueError(f"params.W1 must be 2-D of shape (d, h), got shape {W1_shape}")
     checked = v.check_init(params, X.shape[1], W1_shape[1], Y.shape[1], dtype, name="params")
-    with blas_limit(module, n_threads):
+    with thread_limits(module, n_threads):
         loss, grads = module.loss_and_gradients(X, Y, sample_weight, checked, act.code, alpha,
                                                 n_threads)
     return float(loss), Params(*grads)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from ._params import Params
 from ._validation import usable_cores
-from .backends import blas_limit
+from .backends import thread_limits
 
 SGD, ADAM = 0, 1
 # "gd" is the seed's method: SGD on one batch of all the rows, in order
@@ -139,7 +139,7 @@ class Trainer:
         no_improvement = 0
         done = 0
         try:
-            with blas_limit(self.module, self.n_threads):
+            with thread_limits(self.module, self.n_threads):
                 while done < epochs:
                     count = self._next_count(done, epochs, block, callback, callback_every)
                     ahead = (self._next_count(done + count, epochs, block, callback, callback_every)

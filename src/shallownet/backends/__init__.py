@@ -30,9 +30,11 @@ private gradients in a fixed order.
 
 ``BLAS_THREADS`` in each module says how many threads BLAS may use during a
 call (the compiled backends run BLAS on one thread inside their own parallel
-regions); ``_fit`` sets it with threadpoolctl.
+regions); ``thread_limits`` sets it with threadpoolctl around a run of
+calls, and enters the module's optional ``threads(n_threads)`` context.
 """
 
+import contextlib
 import importlib
 
 from threadpoolctl import threadpool_limits
@@ -90,6 +92,15 @@ def resolve_backend(backend):
     return backend, _load(backend)
 
 
-def blas_limit(module, n_threads):
-    """A context limiting BLAS to the threads ``module`` allows during a call."""
-    return threadpool_limits(limits=module.BLAS_THREADS or n_threads, user_api="blas")
+@contextlib.contextmanager
+def thread_limits(module, n_threads):
+    """The threads of a run of calls into ``module``: BLAS limited to the
+    threads the module allows during a call, and the module's own thread
+    pool, if it has one (``module.threads``), set to ``n_threads`` once for
+    the run rather than at every call."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            threadpool_limits(limits=module.BLAS_THREADS or n_threads, user_api="blas"))
+        if hasattr(module, "threads"):
+            stack.enter_context(module.threads(n_threads))
+        yield
