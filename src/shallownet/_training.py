@@ -31,7 +31,7 @@ SCHEDULES = ("constant", "invscaling")
 # beforehand, plus 0.5 ms to draw them).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
-# moves often enough, and the returns from compiled code (~8-16 us each)
+# moves often enough, and the returns from compiled code (~8 us each)
 # stay a small part of a fit however short its epochs (benches/RESULTS.md)
 _PROGRESS_SECONDS = 0.05
 
