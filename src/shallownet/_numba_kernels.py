@@ -757,6 +757,13 @@ def _weight_sum(w):
     return s
 
 
+@njit(inline="always", **_JIT)
+def _no_order():
+    """The order of a batch of rows in order: empty, and typed as a row slice
+    of ``orders`` so that both kinds of batch share one compiled _gradients."""
+    return np.empty((1, 0), np.int64)[0, 0:0]
+
+
 @njit(**_JIT)
 def _all_ones(w):
     for i in range(w.shape[0]):
@@ -938,8 +945,7 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
     unit_weights = gather and _all_ones(w)
     if unit_weights:
         w_batch[:] = 1
-    # an empty order typed as a row slice of orders: one compiled _gradients
-    no_order = np.empty((1, 0), np.int64)[0, 0:0]
+    no_order = _no_order()
     if not gather:
         for batch in range(n_batches):
             start = batch * rows
@@ -993,7 +999,7 @@ def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
     n = X.shape[0]
     workspace = _workspace(X, Y, W1, n, n_threads, False)
     XT, YT, X_batch, Y_batch = workspace[2:6]
-    no_order = np.empty((1, 0), np.int64)[0, 0:0]
+    no_order = _no_order()
     return _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT), n - n, n,
                       _weight_sum(w), W1, b1, W2, b2, code, alpha, workspace,
                       grad_W1, grad_b1, grad_W2, grad_b2)

@@ -22,9 +22,9 @@ SCHEDULES = ("constant", "invscaling")
 # With shuffling, blocks hold about this many order entries (at least one
 # epoch). Drawing an order costs ~5 ns a row (shallownet._shuffle), about a
 # twentieth of a minibatch Adam epoch at (100000, 10, 32). When the compiled
-# loops leave a core free (n_threads below the usable cores), the next block's orders are
-# drawn on a helper thread while they run the current block with the GIL
-# released; when they use every core, the orders are drawn before each block:
+# loops leave a core free (n_threads below the usable cores), the next
+# block's orders are drawn on a helper thread while they run the current
+# block with the GIL released; when they use every core, the orders are drawn before each block:
 # a helper thread there takes a core from a parallel region that waits for
 # it at every batch (measured at that shape, Adam, 2 threads on 2 cores:
 # 11.0-12.9 ms an epoch with the helper, 8.9-9.3 with the orders drawn
