@@ -12,12 +12,14 @@
 # C-contiguous, finite, float32 or float64, possibly read-only; sample_weight
 # (n,) finite, non-negative, positive sum; W1 (d, h), b1 (h,), W2 (h, k),
 # b2 (k,) and the optimizer moments C-contiguous arrays of the same dtype; t an
-# int64 (1,) step counter; orders int64 (epochs, n) permutations, or (0, 0);
-# loss_curve float64 (epochs,). Never raises for user input (MemoryError only).
+# int64 (1,) step counter; orders int64 (epochs, n) permutations; losses
+# float64. Never raises for user input (MemoryError only).
 #
-# train() updates the parameters and the optimizer state in place and writes
-# loss_curve[e] (the weighted mean of the epoch's batch losses, each at the
-# parameters before its step); it returns the number of finished epochs.
+# open_run() sets up a Run once per fit (plan, workspace, pointers); each call
+# of the Run trains a block of epochs, updates the parameters and the
+# optimizer state in place and writes losses[start + e] (the weighted mean of
+# the epoch's batch losses, each at the parameters before its step); it
+# returns the number of finished epochs.
 # loss_and_gradients() writes the four gradients into caller-allocated arrays
 # and returns the loss. apply_activation() writes g(z) and g'(z).
 #
@@ -28,7 +30,7 @@
 # region); inside a chunk, tiles of rows held feature-major (one row of the
 # tile buffer per hidden unit), so every loop runs over samples, contiguous,
 # whatever h is. The two d x h products go to BLAS when d * h is large.
-# Shuffled batches are gathered into buffers allocated once per call; batches
+# Shuffled batches are gathered into buffers allocated once per fit; batches
 # in order are slices of X and Y. The whole block of epochs runs with the GIL
 # released.
 
@@ -601,54 +603,76 @@ cdef double _weight_sum(const floating *w, Py_ssize_t rows) noexcept nogil:
     return weight
 
 
-def train(const floating[:, ::1] X, const floating[:, ::1] Y,
-          const floating[::1] sample_weight,
-          floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-          floating[:, ::1] m_W1, floating[::1] m_b1, floating[:, ::1] m_W2, floating[::1] m_b2,
-          floating[:, ::1] v_W1, floating[::1] v_b1, floating[:, ::1] v_W2, floating[::1] v_b2,
-          int64_t[::1] t, int activation_code, int optimizer, double learning_rate,
-          double power_t, double momentum, bint nesterov, double beta1, double beta2,
-          double epsilon, double alpha, Py_ssize_t batch_size, Py_ssize_t epoch0,
-          const int64_t[:, ::1] orders, double[::1] loss_curve, int n_threads):
-    """Run len(loss_curve) epochs of minibatch steps in place; return the epochs finished."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = W1.shape[1], k = Y.shape[1]
-    cdef Py_ssize_t epochs = loss_curve.shape[0]
-    cdef Py_ssize_t bs = max(1, min(batch_size, n))
-    cdef bint shuffled = orders.shape[0] > 0
-    if shuffled and (orders.shape[0] < epochs or orders.shape[1] != n):
-        raise ValueError(f"orders must have shape ({epochs}, {n}), got {orders.shape}")
-    cdef Plan plan = _make_plan(bs, d, h, k, activation_code, n_threads)
-    cdef _Workspace ws = _allocate(&plan, bs if shuffled else 0, sizeof(floating))
+ctypedef struct Fit:
+    # everything a run of calls shares, fixed when the run opens: shapes,
+    # settings, and pointers into arrays that the Run object keeps alive
+    Py_ssize_t n, d, k, bs
+    bint shuffled, unit_weights
+    int optimizer
+    double learning_rate, power_t, alpha
+    const void *X
+    const void *Y
+    const void *w
+    void *params[4]
+    void *firsts[4]
+    void *seconds[4]
+    Py_ssize_t offsets[5]
+    int64_t *t
+    double *losses
+    Py_ssize_t n_losses
+    Plan plan
+    Step st
+
+
+cdef class Run:
+    """A run of calls on one fit's arrays: ``run(epoch0, start, count, orders)``
+    trains ``count`` epochs, writing losses[start:start + count]. The plan,
+    the workspace and every pointer are set up once, by ``open_run``; a call
+    costs well under a microsecond before its epochs start."""
+    cdef Fit fit
+    cdef _Workspace ws
+    cdef bint is_double
+    cdef object arrays      # keeps every array the pointers point into alive
+
+    def __call__(self, Py_ssize_t epoch0, Py_ssize_t start, Py_ssize_t count, orders):
+        cdef const int64_t[:, ::1] order_view
+        cdef const int64_t *order0 = NULL
+        if start < 0 or count < 0 or start + count > self.fit.n_losses:
+            raise ValueError(f"epochs [{start}, {start + count}) outside the run's "
+                             f"{self.fit.n_losses} losses")
+        if self.fit.shuffled:
+            order_view = orders
+            if order_view.shape[0] < count or order_view.shape[1] != self.fit.n:
+                raise ValueError(f"orders must have shape ({count}, {self.fit.n}), "
+                                 f"got {tuple(orders.shape)}")
+            if count:
+                order0 = &order_view[0, 0]
+        if self.is_double:
+            return _epochs(<const double *> self.fit.X, &self.fit, self.ws, order0,
+                           epoch0, start, count)
+        return _epochs(<const float *> self.fit.X, &self.fit, self.ws, order0,
+                       epoch0, start, count)
+
+
+cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t *order0,
+                        Py_ssize_t epoch0, Py_ssize_t first, Py_ssize_t epochs) noexcept:
+    """Epochs first .. first + epochs - 1 of the run's losses, with the GIL
+    released; returns the number finished."""
+    cdef Py_ssize_t n = f.n, d = f.d, k = f.k, bs = f.bs
+    cdef const floating *Y0 = <const floating *> f.Y
+    cdef const floating *w0 = <const floating *> f.w
     cdef floating *grad = <floating *> ws.grad
     cdef floating *scratch = <floating *> ws.scratch
     cdef floating *chunk_grads = <floating *> ws.chunk_grads
     cdef floating *Xb = <floating *> ws.gathered
     cdef floating *Yb = Xb + bs * d
     cdef floating *wb = Yb + bs * k
-    cdef const floating *X0 = &X[0, 0]
-    cdef const floating *Y0 = &Y[0, 0]
-    cdef const floating *w0 = &sample_weight[0]
-    cdef const int64_t *order0 = &orders[0, 0] if shuffled else NULL
-    # the four parameters as flat vectors, in the order of the gradient vector
-    cdef floating *params[4]
-    cdef floating *firsts[4]
-    cdef floating *seconds[4]
-    cdef Py_ssize_t offsets[5]
-    params[:] = [&W1[0, 0], &b1[0], &W2[0, 0], &b2[0]]
-    firsts[:] = [&m_W1[0, 0], &m_b1[0], &m_W2[0, 0], &m_b2[0]]
-    seconds[:] = [&v_W1[0, 0], &v_b1[0], &v_W2[0, 0], &v_b2[0]]
-    offsets[:] = [0, d * h, d * h + h, d * h + h + h * k, plan.n_params]
-    cdef Step st
-    st.optimizer = optimizer
-    st.nesterov = nesterov
-    st.momentum = momentum
-    st.beta1, st.beta2 = beta1, beta2
-    st.one_minus_beta1, st.one_minus_beta2 = 1.0 - beta1, 1.0 - beta2
-    st.epsilon = epsilon
-    cdef int64_t steps = t[0]
+    cdef double *loss_curve = f.losses + first
+    cdef bint shuffled = order0 != NULL, unit_weights = f.unit_weights
+    cdef int64_t steps = f.t[0]
     cdef Py_ssize_t epoch, start, rows, q, done = epochs
     cdef double loss, weight, epoch_loss, epoch_weight
-    cdef bint unit_weights, diverged = False
+    cdef bint diverged = False
     cdef const floating *Xs
     cdef const floating *Ys
     cdef const floating *ws_
@@ -656,11 +680,9 @@ def train(const floating[:, ::1] X, const floating[:, ::1] Y,
     src.order = NULL
     src.X, src.Y, src.w = X0, Y0, w0
     with nogil:
-        # unit weights: the weight products are exact, so they are left out
-        unit_weights = _all_ones(w0, n)
         for epoch in range(epochs):
             # the reference's dtype(learning_rate / (epoch + 1) ** power_t)
-            st.lr = learning_rate / pow(<double> (epoch0 + epoch + 1), power_t)
+            f.st.lr = f.learning_rate / pow(<double> (epoch0 + epoch + 1), f.power_t)
             epoch_loss = 0
             epoch_weight = 0
             start = 0
@@ -685,8 +707,10 @@ def train(const floating[:, ::1] X, const floating[:, ::1] Y,
                     continue
                 if unit_weights:
                     ws_ = NULL
-                loss = _batch(&plan, Xs, Ys, ws_, &src, rows, weight, alpha, params[0], params[1],
-                              params[2], params[3], scratch, chunk_grads, ws.chunk_loss, grad)
+                loss = _batch(&f.plan, Xs, Ys, ws_, &src, rows, weight, f.alpha,
+                              <floating *> f.params[0], <floating *> f.params[1],
+                              <floating *> f.params[2], <floating *> f.params[3],
+                              scratch, chunk_grads, ws.chunk_loss, grad)
                 if not isfinite(loss):
                     loss_curve[epoch] = loss
                     diverged = True
@@ -694,18 +718,63 @@ def train(const floating[:, ::1] X, const floating[:, ::1] Y,
                 epoch_loss += loss * weight
                 epoch_weight += weight
                 steps += 1
-                if optimizer == ADAM:
-                    st.bias1 = 1.0 - pow(beta1, <double> steps)
-                    st.bias2 = 1.0 - pow(beta2, <double> steps)
+                if f.optimizer == ADAM:
+                    f.st.bias1 = 1.0 - pow(f.st.beta1, <double> steps)
+                    f.st.bias2 = 1.0 - pow(f.st.beta2, <double> steps)
                 for q in range(4):
-                    _update(&st, params[q], grad + offsets[q], firsts[q], seconds[q],
-                            offsets[q + 1] - offsets[q])
+                    _update(&f.st, <floating *> f.params[q], grad + f.offsets[q],
+                            <floating *> f.firsts[q], <floating *> f.seconds[q],
+                            f.offsets[q + 1] - f.offsets[q])
             if diverged:
                 done = epoch
                 break
             loss_curve[epoch] = epoch_loss / epoch_weight
-    t[0] = steps
+    f.t[0] = steps
     return done
+
+
+def open_run(const floating[:, ::1] X, const floating[:, ::1] Y,
+             const floating[::1] sample_weight,
+             floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
+             floating[:, ::1] m_W1, floating[::1] m_b1, floating[:, ::1] m_W2, floating[::1] m_b2,
+             floating[:, ::1] v_W1, floating[::1] v_b1, floating[:, ::1] v_W2, floating[::1] v_b2,
+             int64_t[::1] t, int activation_code, int optimizer, double learning_rate,
+             double power_t, double momentum, bint nesterov, double beta1, double beta2,
+             double epsilon, double alpha, Py_ssize_t batch_size, bint shuffled,
+             double[::1] losses, int n_threads, arrays):
+    """A ``Run`` over these arrays and settings (``arrays``: the array objects
+    behind the memoryviews, kept alive by the Run)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = W1.shape[1], k = Y.shape[1]
+    cdef Run run = Run.__new__(Run)
+    cdef Fit *f = &run.fit
+    f.n, f.d, f.k = n, d, k
+    f.bs = max(1, min(batch_size, n))
+    f.shuffled = shuffled
+    f.optimizer = optimizer
+    f.learning_rate, f.power_t, f.alpha = learning_rate, power_t, alpha
+    f.X, f.Y, f.w = &X[0, 0], &Y[0, 0], &sample_weight[0]
+    # the four parameters as flat vectors, in the order of the gradient vector
+    f.params[:] = [&W1[0, 0], &b1[0], &W2[0, 0], &b2[0]]
+    f.firsts[:] = [&m_W1[0, 0], &m_b1[0], &m_W2[0, 0], &m_b2[0]]
+    f.seconds[:] = [&v_W1[0, 0], &v_b1[0], &v_W2[0, 0], &v_b2[0]]
+    f.t = &t[0]
+    f.losses = &losses[0] if losses.shape[0] else NULL
+    f.n_losses = losses.shape[0]
+    f.plan = _make_plan(f.bs, d, h, k, activation_code, n_threads)
+    f.offsets[:] = [0, d * h, d * h + h, d * h + h + h * k, f.plan.n_params]
+    f.st.optimizer = optimizer
+    f.st.nesterov = nesterov
+    f.st.momentum = momentum
+    f.st.beta1, f.st.beta2 = beta1, beta2
+    f.st.one_minus_beta1, f.st.one_minus_beta2 = 1.0 - beta1, 1.0 - beta2
+    f.st.epsilon = epsilon
+    with nogil:
+        # unit weights: the weight products are exact, so they are left out
+        f.unit_weights = _all_ones(&sample_weight[0], n)
+    run.ws = _allocate(&f.plan, f.bs if shuffled else 0, sizeof(floating))
+    run.is_double = floating is double
+    run.arrays = arrays
+    return run
 
 
 def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,

@@ -207,6 +207,47 @@ def test_callback_every_and_stop(backend):
     np.testing.assert_array_equal(plain.loss_curve, model.loss_curve)
 
 
+@pytest.mark.parametrize("shape", [(150, 2, 3), (150, 20, 16)], ids=["explicit", "gemm"])
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam", "gd"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_call_per_epoch_equals_one_call(backend, shape, case, dtype):
+    # a run's buffers are set up once (open_run) and reused by every call: a
+    # fit returning to Python after every epoch must give the same bits as
+    # one call for all of it, with shuffled, weighted batches
+    n, d, h = shape
+    X, y = make_problem(n, d, 1, dtype=dtype)
+    kwargs = dict(OPTIMIZER_CASES[case], hidden=h, epochs=12, random_state=3, backend=backend,
+                  sample_weight=_weights(n).astype(dtype))
+    whole = shallownet.fit(X, y, **kwargs)
+    stepped = shallownet.fit(X, y, callback=lambda e, loss, p: False, callback_every=1, **kwargs)
+    np.testing.assert_array_equal(stepped.loss_curve, whole.loss_curve)
+    for p, q in zip(stepped.params, whole.params):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("name", COMPILED_BACKENDS)
+def test_run_rejects_calls_outside_its_arrays(name):
+    from shallownet._params import init_params
+    from shallownet.backends import resolve_backend, thread_limits
+    _, module = resolve_backend(name)
+    X, y = make_problem(40, 2, 1)
+    Y = y[:, None].copy()
+    params = init_params(2, 4, 1, "tanh", 0, np.float64)
+    state = shallownet._training.new_state(params)
+    spec = shallownet._training.TrainSpec(2, shallownet._training.SGD, 0.01, 0.0, 0.0, False,
+                                          0.9, 0.999, 1e-8, 0.0, 8, True)
+    losses = np.zeros(3)
+    with thread_limits(module, 1):
+        run = module.open_run(X, Y, np.ones(40), params, state, spec, losses, 1)
+        order = np.arange(40, dtype=np.int64)[None, :]
+        assert run(0, 2, 1, order) == 1 and np.isfinite(losses[2])
+        with pytest.raises(ValueError, match="orders must have shape"):
+            run(0, 0, 1, order[:, :20])     # orders of another n
+        with pytest.raises(ValueError, match="outside"):
+            run(0, 2, 2, np.vstack([order, order]))
+    assert losses[0] == losses[1] == 0      # nothing ran
+
+
 def test_verbose_prints_progress(backend, capsys):
     X, y = make_problem(60, 2, 1)
     model = shallownet.fit(X, y, epochs=50, backend=backend, verbose=1, random_state=0)

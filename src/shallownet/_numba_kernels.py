@@ -18,7 +18,7 @@
 # chunk, run serially), private accumulators reduced in chunk order, tiles.
 # Rows in order: a batch is a slice of X (and of the transposed copy of X the
 # explicit loops read), nothing is copied. Shuffled: each batch's rows, Y rows
-# and weights are gathered into buffers allocated once per call, in the
+# and weights are gathered into buffers allocated once per fit, in the
 # layout the tiles read (row-major for the GEMMs, transposed for the loops).
 #
 # Flags. fastmath 'contract' only (a*b + c may become an FMA: deterministic),
@@ -623,55 +623,143 @@ def _plan(n, d, h, k):
     return n_chunks, chunk_rows, min(tile_rows, chunk_rows), use_gemm, max(min(tile_rows, n), 1)
 
 
+# Every buffer of a run of calls lives in two flat arrays allocated once per
+# fit (sized by ``workspace_sizes``): one of the parameters' dtype, one of
+# float64. Each call carves the same views out of them again (``_carve``),
+# which costs nanoseconds, where allocating ~25 arrays cost microseconds at
+# every return from compiled code (every callback). Regions start on 64-byte
+# boundaries (relative to the buffer's start, which the caller aligns).
+_ALIGN_BYTES = 64
+
+
+@njit(inline="always", **_JIT)
+def _next(buf, at, size):
+    """The offset after a region of ``size`` elements at ``at``, aligned."""
+    step = max(_ALIGN_BYTES // buf.itemsize, 1)
+    end = at + size
+    return end + (-end) % step
+
+
+@njit(inline="always", **_JIT)
+def _v1(buf, at, a):
+    """The region of shape (a,) at offset ``at`` and the offset after it; an
+    empty view when ``buf`` is too short (only ``workspace_sizes`` carves
+    such a buffer: it reads the offsets, never the views)."""
+    size = a
+    view = buf[at:at + size] if at + size <= buf.shape[0] else buf[0:0]
+    return view, _next(buf, at, size)
+
+
+@njit(inline="always", **_JIT)
+def _v2(buf, at, a, b):
+    size = a * b
+    if at + size <= buf.shape[0]:
+        view = buf[at:at + size].reshape((a, b))
+    else:
+        view = buf[0:0].reshape((0, 0))
+    return view, _next(buf, at, size)
+
+
+@njit(inline="always", **_JIT)
+def _v3(buf, at, a, b, c):
+    size = a * b * c
+    if at + size <= buf.shape[0]:
+        view = buf[at:at + size].reshape((a, b, c))
+    else:
+        view = buf[0:0].reshape((0, 0, 0))
+    return view, _next(buf, at, size)
+
+
+@njit(**_JIT)
+def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
+    """The views of a run's buffers, the same every call for the same
+    arguments: for batches of at most ``rows`` rows the per-worker tile
+    buffers and per-chunk accumulators; the transposed X and Y of the
+    explicit loops (all of X, or with ``gather`` a batch's rows); the
+    row-major batch buffers of the GEMM path with ``gather``; the gathered
+    weights; the four gradients. In ``buf64``: the chunks' losses, each
+    in-order batch's weight sum, and whether every sample weight is 1.
+    Also returns the sizes the views need, (elements of buf, of buf64)."""
+    n_chunks, _, _, use_gemm, tile_rows = _plan(rows, d, h, k)
+    n_workers = max(1, min(n_threads, n_chunks))
+    n_batches = (n + rows - 1) // rows
+    if use_gemm:
+        xt_cols = 0
+        batch_rows = rows if gather else 0
+        tmp, buf_t = n_workers, 0
+    else:
+        # the explicit loops run along rows: X transposed, all of it once per
+        # fit, or each gathered batch straight into a transposed buffer
+        xt_cols = rows if gather else n
+        batch_rows, tmp, buf_t = 0, 0, tile_rows
+    at = 0
+    XT, at = _v2(buf, at, d if xt_cols else 0, xt_cols)
+    YT, at = _v2(buf, at, k if xt_cols else 0, xt_cols)
+    X_batch, at = _v2(buf, at, batch_rows, d if batch_rows else 0)
+    Y_batch, at = _v2(buf, at, batch_rows, k if batch_rows else 0)
+    w_batch, at = _v1(buf, at, rows if gather else 0)
+    tmp_W1, at = _v3(buf, at, n_workers, d if tmp else 0, h if tmp else 0)
+    tmp_W2, at = _v3(buf, at, n_workers, h if tmp else 0, k if tmp else 0)
+    buf_T, at = _v2(buf, at, n_workers, buf_t)
+    W2T, at = _v2(buf, at, k, h)
+    buf_G, at = _v2(buf, at, n_workers, tile_rows * h)
+    buf_A, at = _v2(buf, at, n_workers, tile_rows * h)
+    buf_R, at = _v2(buf, at, n_workers, tile_rows * k)
+    chunk_W1, at = _v3(buf, at, n_chunks, d, h)
+    chunk_b1, at = _v2(buf, at, n_chunks, h)
+    chunk_W2, at = _v3(buf, at, n_chunks, h, k)
+    chunk_b2, at = _v2(buf, at, n_chunks, k)
+    grad_W1, at = _v2(buf, at, d, h)
+    grad_b1, at = _v1(buf, at, h)
+    grad_W2, at = _v2(buf, at, h, k)
+    grad_b2, at = _v1(buf, at, k)
+    at64 = 0
+    chunk_loss, at64 = _v1(buf64, at64, n_chunks)
+    batch_weight, at64 = _v1(buf64, at64, 0 if gather else n_batches)
+    unit_weights, at64 = _v1(buf64, at64, 1)
+    workspace = (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch, W2T,
+                 (buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2),
+                 (chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss))
+    return (workspace, (grad_W1, grad_b1, grad_W2, grad_b2), batch_weight, unit_weights,
+            (at, at64))
+
+
+@njit(**_JIT)
+def workspace_sizes(X, Y, W1, rows, n_threads, gather):
+    """(elements of the parameters' dtype, float64 elements) of the two
+    buffers a run of calls with these arguments carves (``_carve``)."""
+    n, d = X.shape
+    return _carve(np.empty(0, W1.dtype), np.empty(0, np.float64), n, d, W1.shape[1],
+                  Y.shape[1], rows, n_threads, gather)[4]
+
+
 @njit(**_JIT)
 def _workspace(X, Y, W1, rows, n_threads, gather):
-    """Every buffer of a call, allocated once: for batches of at most ``rows``
-    rows the per-worker tile buffers and per-chunk accumulators; the
-    transposed X and Y of the explicit loops (all of X, or with ``gather`` a
-    batch's rows); the row-major batch buffers of the GEMM path with
-    ``gather``, and the gathered weights."""
+    """``_carve`` over freshly allocated buffers, for a single call."""
+    n, d = X.shape
+    sizes = workspace_sizes(X, Y, W1, rows, n_threads, gather)
+    return _carve(np.empty(sizes[0], W1.dtype), np.empty(sizes[1], np.float64),
+                  n, d, W1.shape[1], Y.shape[1], rows, n_threads, gather)
+
+
+@njit(**_JIT)
+def prepare(X, Y, w, W1, rows, n_threads, gather, buf, buf64):
+    """Fill the parts of a run's buffers that stay the same across its calls:
+    the transposed X and Y (rows in order, explicit loops), each in-order
+    batch's weight sum, and the unit-weights flag."""
     n, d = X.shape
     h = W1.shape[1]
     k = Y.shape[1]
-    dtype = W1.dtype
-    n_chunks, _, _, use_gemm, tile_rows = _plan(rows, d, h, k)
-    n_workers = max(1, min(n_threads, n_chunks))
-    if use_gemm:
-        XT = np.empty((0, 0), dtype)
-        YT = np.empty((0, 0), dtype)
-        tmp_W1 = np.empty((n_workers, d, h), dtype)
-        tmp_W2 = np.empty((n_workers, h, k), dtype)
-        buf_T = np.empty((n_workers, 0), dtype)
-        if gather:
-            X_batch = np.empty((rows, d), dtype)
-            Y_batch = np.empty((rows, k), dtype)
-        else:
-            X_batch = np.empty((0, 0), dtype)
-            Y_batch = np.empty((0, 0), dtype)
-    else:
-        # the explicit loops run along rows: X transposed, all of it once per
-        # call, or each gathered batch straight into a transposed buffer
-        if gather:
-            XT = np.empty((d, rows), dtype)
-            YT = np.empty((k, rows), dtype)
-        else:
-            XT = np.ascontiguousarray(X.T)
-            YT = np.ascontiguousarray(Y.T)
-        X_batch = np.empty((0, 0), dtype)
-        Y_batch = np.empty((0, 0), dtype)
-        tmp_W1 = np.empty((n_workers, 0, 0), dtype)
-        tmp_W2 = np.empty((n_workers, 0, 0), dtype)
-        buf_T = np.empty((n_workers, tile_rows), dtype)
-    w_batch = np.empty(rows if gather else 0, dtype)
-    buffers = (np.empty((n_workers, tile_rows * h), dtype),     # buf_G
-               np.empty((n_workers, tile_rows * h), dtype),     # buf_A
-               np.empty((n_workers, tile_rows * k), dtype),     # buf_R
-               buf_T, tmp_W1, tmp_W2)
-    chunks = (np.empty((n_chunks, d, h), dtype), np.empty((n_chunks, h), dtype),
-              np.empty((n_chunks, h, k), dtype), np.empty((n_chunks, k), dtype),
-              np.empty(n_chunks, np.float64))
-    return (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch,
-            np.empty((k, h), dtype), buffers, chunks)
+    workspace, _, batch_weight, unit_weights, _ = _carve(
+        buf, buf64, n, d, h, k, rows, n_threads, gather)
+    XT, YT = workspace[2], workspace[3]
+    if not gather and XT.shape[1] > 0:
+        XT[:, :] = X.T
+        YT[:, :] = Y.T
+    for batch in range(batch_weight.shape[0]):
+        start = batch * rows
+        batch_weight[batch] = _weight_sum(w[start:min(n, start + rows)])
+    unit_weights[0] = 1.0 if _all_ones(w) else 0.0
 
 
 @njit(**_JIT_ROW_SUM)
@@ -917,51 +1005,48 @@ def _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
 @njit(**_JIT)
 def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
           code, optimizer, learning_rate, power_t, momentum, nesterov, beta1, beta2, epsilon,
-          alpha, batch_size, epoch0, orders, loss_curve, n_threads):
-    """Run len(loss_curve) epochs on W1, b1, W2, b2 and the optimizer state
-    (m*, v*, t: int64 (1,) steps taken) in place; see the header.
+          alpha, batch_size, epoch0, gather, orders, losses, start, count, n_threads, buf, buf64):
+    """Run ``count`` epochs on W1, b1, W2, b2 and the optimizer state (m*, v*,
+    t: int64 (1,) steps taken) in place; see the header. ``buf`` and
+    ``buf64`` are the run's buffers (``workspace_sizes``), filled by
+    ``prepare`` for these X, Y, w and settings.
 
-    orders: int64 (epochs, n) row orders, or (0, 0) for rows in order.
-    loss_curve[e] receives the weighted mean of the epoch's batch losses;
+    gather: shuffled batches, in ``orders``, int64 (count, n) row orders;
+    else rows in order (``orders`` is then an empty (0, 0) array).
+    losses[start + e] receives the weighted mean of epoch e's batch losses;
     returns the number of finished epochs (stops at the first batch loss that
-    is not finite, after writing it to loss_curve).
+    is not finite, after writing it to losses).
     """
     n = X.shape[0]
-    epochs = loss_curve.shape[0]
+    d = X.shape[1]
+    h = W1.shape[1]
+    k = Y.shape[1]
     rows = max(1, min(batch_size, n))
     n_batches = (n + rows - 1) // rows
-    gather = orders.shape[0] > 0
-    workspace = _workspace(X, Y, W1, rows, n_threads, gather)
-    use_gemm = workspace[1]
+    workspace, grads, batch_weight, unit, sizes = _carve(
+        buf, buf64, n, d, h, k, rows, n_threads, gather)
+    if sizes[0] > buf.shape[0] or sizes[1] > buf64.shape[0]:
+        raise ValueError("shallownet: the Numba kernel's buffers are too small for this run")
     XT, YT, X_batch, Y_batch, w_batch = workspace[2:7]
-    grad_W1 = np.empty_like(W1)
-    grad_b1 = np.empty_like(b1)
-    grad_W2 = np.empty_like(W2)
-    grad_b2 = np.empty_like(b2)
-    # rows in order: the batches and their weights are the same every epoch
-    batch_weight = np.empty(0 if gather else n_batches)
+    grad_W1, grad_b1, grad_W2, grad_b2 = grads
     # unit weights: a shuffled batch's weights are all ones, set once here
     # rather than gathered (200 random reads a batch) before every batch
-    unit_weights = gather and _all_ones(w)
+    unit_weights = gather and unit[0] == 1.0
     if unit_weights:
         w_batch[:] = 1
     no_order = _no_order()
-    if not gather:
-        for batch in range(n_batches):
-            start = batch * rows
-            batch_weight[batch] = _weight_sum(w[start:min(n, start + rows)])
-    for epoch in range(epochs):
+    for epoch in range(count):
         lr = _like(learning_rate / math.pow(np.float64(epoch0 + epoch + 1), power_t), W1)
         epoch_loss = 0.0
         epoch_weight = 0.0
         for batch in range(n_batches):
-            start = batch * rows
-            m = min(rows, n - start)
+            first = batch * rows
+            m = min(rows, n - first)
             # a gathered batch starts at row 0 of its buffers (one int64 for
             # both cases: a literal 0 would compile every callee a second time)
-            row0 = 0 if gather else start
+            row0 = 0 if gather else first
             if gather:
-                order = orders[epoch, start:start + m]
+                order = orders[epoch, first:first + m]
                 if unit_weights:
                     weight = np.float64(m)           # the exact sum of m ones
                 else:
@@ -980,7 +1065,7 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
                                   row0, m, weight, W1, b1, W2, b2, code, alpha, workspace,
                                   grad_W1, grad_b1, grad_W2, grad_b2)
             if not np.isfinite(loss):
-                loss_curve[epoch] = loss
+                losses[start + epoch] = loss
                 return epoch
             epoch_loss += loss * weight
             epoch_weight += weight
@@ -988,8 +1073,8 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
             _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
                   mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
                   nesterov, beta1, beta2, epsilon)
-        loss_curve[epoch] = epoch_loss / epoch_weight
-    return epochs
+        losses[start + epoch] = epoch_loss / epoch_weight
+    return count
 
 
 @njit(**_JIT)
@@ -997,8 +1082,11 @@ def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
                        grad_W1, grad_b1, grad_W2, grad_b2):
     """L over all rows at the parameters; its gradients into grad_*."""
     n = X.shape[0]
-    workspace = _workspace(X, Y, W1, n, n_threads, False)
+    workspace = _workspace(X, Y, W1, n, n_threads, False)[0]
     XT, YT, X_batch, Y_batch = workspace[2:6]
+    if XT.shape[1] > 0:
+        XT[:, :] = X.T
+        YT[:, :] = Y.T
     no_order = _no_order()
     return _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT), n - n, n,
                       _weight_sum(w), W1, b1, W2, b2, code, alpha, workspace,

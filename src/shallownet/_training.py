@@ -31,7 +31,7 @@ SCHEDULES = ("constant", "invscaling")
 # beforehand, plus 0.5 ms to draw them).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
-# moves often enough, and the returns from compiled code (~8 us each)
+# moves often enough, and the returns from compiled code (1-7 us each)
 # stay a small part of a fit however short its epochs (benches/RESULTS.md)
 _PROGRESS_SECONDS = 0.05
 
@@ -50,8 +50,7 @@ class TrainSpec(NamedTuple):
     epsilon: float
     alpha: float         # L2 penalty
     batch_size: int
-    epoch0: int          # global index of the block's first epoch (for the schedule);
-    #                      last: Trainer.run builds each block's spec from the fields before it
+    shuffled: bool       # each epoch walks the rows in a fresh random order
 
 
 class OptimizerState(NamedTuple):
@@ -96,7 +95,7 @@ class Trainer:
             power_t=o["power_t"] if o["learning_rate_schedule"] == "invscaling" else 0.0,
             momentum=o["momentum"], nesterov=bool(o["nesterov"]), beta1=o["beta1"],
             beta2=o["beta2"], epsilon=o["epsilon"], alpha=o["alpha"], batch_size=batch_size,
-            epoch0=self.epochs_done)
+            shuffled=o["optimizer"] != "gd" and bool(o["shuffle"]))
 
     def _diverged(self, what):
         rate = self.options["learning_rate"]
@@ -109,7 +108,7 @@ class Trainer:
     def _next_count(done, epochs, block, callback, callback_every):
         """The epochs of the next call into the backend, ``done`` of ``epochs`` run."""
         count = min(block, epochs - done)
-        if callback:  # stop at every callback_every-th epoch
+        if callback is not None:  # stop at every callback_every-th epoch
             count = min(count, callback_every - done % callback_every)
         return count
 
@@ -126,7 +125,8 @@ class Trainer:
         o = self.options
         losses = np.full(epochs, np.nan)
         val_losses = np.full(epochs if validation is not None else 0, np.nan)
-        shuffled = o["optimizer"] != "gd" and o["shuffle"]
+        spec = self._spec(n)
+        shuffled = spec.shuffled
         cap = 1 if validation is not None else epochs
         if shuffled:
             cap = min(cap, max(1, _OVERLAP_ORDER_ENTRIES // n))
@@ -135,25 +135,27 @@ class Trainer:
         block = 1 if progress is not None else cap
         orders = _Orders(self.shuffle_rng, n, shuffled,
                          overlap=self.n_threads < usable_cores())
-        # the block's spec: these fields and the block's first epoch (built
-        # directly: namedtuple._replace costs 1.2 us, paid at every return)
-        fields = self._spec(n)[:-1]
+        batch_orders = _Orders.IN_ORDER   # replaced every block when shuffled
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
         try:
             with thread_limits(self.module, self.n_threads):
+                # buffers and settings once per run: each block is then one
+                # cheap call (a return costs ~2-4 us, benches/RESULTS.md)
+                run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,
+                                           losses, self.n_threads)
                 while done < epochs:
                     count = self._next_count(done, epochs, block, callback, callback_every)
-                    ahead = (self._next_count(done + count, epochs, block, callback, callback_every)
-                             if done + count < epochs else 0)
-                    batch_orders = orders.get(count, ahead)
-                    started = time.perf_counter()
+                    if shuffled:
+                        ahead = (self._next_count(done + count, epochs, block, callback,
+                                                  callback_every)
+                                 if done + count < epochs else 0)
+                        batch_orders = orders.get(count, ahead)
+                    if progress is not None:
+                        started = time.perf_counter()
                     # the backend writes the block's losses straight into the curve
-                    finished = self.module.train(X, Y, sample_weight, self.params, self.state,
-                                                 TrainSpec(*fields, self.epochs_done),
-                                                 batch_orders, losses[done:done + count],
-                                                 self.n_threads)
+                    finished = run(self.epochs_done, done, count, batch_orders)
                     if progress is not None:
                         seconds = (time.perf_counter() - started) / count
                         block = min(cap, max(1, math.ceil(_PROGRESS_SECONDS / max(seconds, 1e-9))))
@@ -211,7 +213,7 @@ class _Orders:
     before the first epoch drawn ahead but never trained, so the RNG ends
     where the epochs that ran left it."""
 
-    _IN_ORDER = np.empty((0, 0), dtype=np.int64)
+    IN_ORDER = np.empty((0, 0), dtype=np.int64)
 
     def __init__(self, rng, n, shuffled, overlap=True):
         self.rng = rng
@@ -238,7 +240,7 @@ class _Orders:
         """The orders of the next ``count`` epochs; then start drawing those
         of the ``ahead`` epochs after them."""
         if not self.shuffled:
-            return self._IN_ORDER
+            return self.IN_ORDER
         self._collect()
         taken, self.ready = self.ready[:count], self.ready[count:]
         orders = np.empty((count, self.n), dtype=np.int64)

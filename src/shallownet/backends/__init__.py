@@ -5,17 +5,25 @@ input (X and Y C-contiguous, 2-D, finite, of one float dtype, float32 or
 float64; sample_weight (n,) finite, non-negative, positive sum, same dtype;
 the parameters and optimizer state private C-contiguous arrays in that dtype):
 
-``train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads) -> int``
-    Runs ``len(loss_curve)`` epochs, updating ``params`` (a ``Params``) and
-    ``state`` (an ``OptimizerState``: ``m``, ``v`` Params-shaped, ``t`` an
-    int64 (1,) step counter) in place. ``spec`` is a ``TrainSpec`` of scalars
-    (``shallownet._training``). ``orders`` is an int64 (epochs, n) array with
-    each epoch's row order, or of shape (0, 0) for rows in order. Each epoch
-    walks the rows in batches of ``spec.batch_size``; a batch whose weights
-    sum to zero is skipped; any other takes one optimizer step at its own
-    loss (``docs/training.md``). ``loss_curve[e]`` (float64) receives the
-    weighted mean of the epoch's batch losses. Returns the number of finished
-    epochs: all of them, or the first epoch with a non-finite batch loss.
+``open_run(X, Y, sample_weight, params, state, spec, losses, n_threads) -> run``
+    Opens a run of calls on one fit's arrays, which stay the same objects for
+    the run's life: ``params`` (a ``Params``) and ``state`` (an
+    ``OptimizerState``: ``m``, ``v`` Params-shaped, ``t`` an int64 (1,) step
+    counter) are updated in place; ``spec`` is a ``TrainSpec`` of scalars
+    (``shallownet._training``); ``losses`` is the fit's float64 loss curve.
+    A compiled backend sets up its buffers here, once.
+
+``run(epoch0, start, count, orders) -> int``
+    Runs ``count`` epochs, the first being epoch ``epoch0`` of the fit (for
+    the learning-rate schedule). ``orders`` is an int64 (count, n) array with
+    each epoch's row order when ``spec.shuffled``, else ignored (rows in
+    order). Each epoch walks the rows in batches of ``spec.batch_size``; a
+    batch whose weights sum to zero is skipped; any other takes one optimizer
+    step at its own loss (``docs/training.md``). ``losses[start + e]``
+    receives the weighted mean of epoch e's batch losses. Returns the number
+    of finished epochs: all of them, or the first epoch with a non-finite
+    batch loss. A call is meant to be cheap: a fit with a callback makes one
+    per ``callback_every`` epochs.
 
 ``loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads) -> (float, Params)``
     The loss and its four gradients at ``params``.

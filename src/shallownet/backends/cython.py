@@ -1,9 +1,9 @@
 """The Cython backend: a thin adapter over the compiled ``shallownet._cython_train``.
 
 The kernels (``csrc/_cython_train.pyx``, ``csrc/_activations.h``) run the whole
-block of epochs, every batch and every optimizer step, in one call with the GIL
-released; this module only allocates outputs and unpacks ``Params``,
-``OptimizerState`` and ``TrainSpec``. See ``docs/kernels.md`` for the design
+block of epochs, every batch and every optimizer step, in one call of a
+``Run`` with the GIL released; this module only allocates outputs and unpacks
+``Params``, ``OptimizerState`` and ``TrainSpec``. See ``docs/kernels.md`` for the design
 and ``docs/training.md`` for the optimizers.
 """
 
@@ -17,21 +17,18 @@ from .._params import Params
 BLAS_THREADS = 1
 
 
-def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads):
-    """Run ``len(loss_curve)`` epochs, updating ``params`` and ``state`` in place.
-
-    See ``shallownet.backends`` for the contract. Returns the number of
-    finished epochs (all of them, or the first with a non-finite batch loss).
-    """
-    orders = np.ascontiguousarray(orders, dtype=np.int64)
-    if orders.ndim != 2 or orders.shape[0] == 0:
-        orders = np.empty((0, 0), dtype=np.int64)
-    return _kernels.train(
-        X, Y, np.ascontiguousarray(sample_weight, dtype=X.dtype), *params, *state.m, *state.v,
-        state.t, int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
+def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
+    """A callable ``run(epoch0, start, count, orders) -> finished`` over these
+    arrays (see ``shallownet.backends``): a ``_cython_train.Run``, whose plan,
+    workspace and pointers are set up once here."""
+    sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+    return _kernels.open_run(
+        X, Y, sample_weight, *params, *state.m, *state.v, state.t,
+        int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
         float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
         float(spec.beta2), float(spec.epsilon), float(spec.alpha), int(spec.batch_size),
-        int(spec.epoch0), orders, loss_curve, n_threads)
+        bool(spec.shuffled), losses, int(n_threads),
+        (X, Y, sample_weight, params, state, losses))
 
 
 def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):

@@ -52,22 +52,52 @@ def _in_run(count):
     return getattr(_run, "count", None) == count
 
 
-def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads):
-    """Run ``len(loss_curve)`` epochs on ``params`` and ``state`` in place, in
-    one compiled call (see ``shallownet.backends`` and ``docs/training.md``).
+def _aligned(size, dtype):
+    """An empty array of ``size`` elements whose data starts on a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(size + 64 // itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
+    return raw[skip:skip + size]
 
-    Returns the number of finished epochs.
-    """
+
+def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
+    """A callable ``run(epoch0, start, count, orders) -> finished`` that
+    trains ``count`` epochs in one compiled call (see ``shallownet.backends``
+    and ``docs/training.md``). The work buffers are allocated and the
+    transposed X filled once here, for every call of the run."""
     count = _count(n_threads)
-    if not _in_run(count):
-        with threads(count):
-            return train(X, Y, sample_weight, params, state, spec, orders, loss_curve, count)
-    return int(kernels.train(
-        X, Y, sample_weight, *params, *state.m, *state.v, state.t,
-        int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
-        float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
-        float(spec.beta2), float(spec.epsilon), float(spec.alpha), int(spec.batch_size),
-        int(spec.epoch0), orders, loss_curve, count))
+    rows = max(1, min(int(spec.batch_size), X.shape[0]))
+    gather = bool(spec.shuffled)
+    sizes = kernels.workspace_sizes(X, Y, params.W1, rows, count, gather)
+    buf = _aligned(sizes[0], X.dtype)
+    buf64 = _aligned(sizes[1], np.float64)
+    kernels.prepare(X, Y, sample_weight, params.W1, rows, count, gather, buf, buf64)
+    head = (X, Y, sample_weight, *params, *state.m, *state.v, state.t,
+            int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
+            float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
+            float(spec.beta2), float(spec.epsilon), float(spec.alpha), rows)
+    train = kernels.train
+    n = X.shape[0]
+    in_order = np.empty((0, 0), dtype=np.int64)
+
+    def run(epoch0, start, count_, orders):
+        # the checks the compiled code does not make (it trusts its input)
+        if start < 0 or count_ < 0 or start + count_ > len(losses):
+            raise ValueError(f"epochs [{start}, {start + count_}) outside the run's "
+                             f"{len(losses)} losses")
+        if gather:
+            if orders.dtype != np.int64 or orders.ndim != 2 or orders.shape[0] < count_ \
+                    or orders.shape[1] != n or not orders.flags.c_contiguous:
+                raise ValueError(f"orders must have shape ({count_}, {n}), int64, "
+                                 f"C-contiguous, got {orders.shape}")
+        else:
+            orders = in_order
+        if not _in_run(count):
+            with threads(count):
+                return run(epoch0, start, count_, orders)
+        return train(*head, epoch0, gather, orders, losses, start, count_, count, buf, buf64)
+
+    return run
 
 
 def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):

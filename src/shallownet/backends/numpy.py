@@ -78,10 +78,20 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
     return _loss_and_gradients(X, Y, sample_weight, *params, _BY_CODE[activation_code], alpha)
 
 
-def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_threads):
+def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
+    """A callable ``run(epoch0, start, count, orders) -> finished`` that
+    trains ``count`` epochs by ``train`` (see ``shallownet.backends``)."""
+    def run(epoch0, start, count, orders):
+        return train(X, Y, sample_weight, params, state, spec, epoch0, orders,
+                     losses[start:start + count])
+    return run
+
+
+def train(X, Y, sample_weight, params, state, spec, epoch0, orders, loss_curve):
     """Run ``len(loss_curve)`` epochs, updating ``params`` and ``state`` in place.
 
-    Each epoch walks the rows in ``orders[e]`` (or in order when ``orders`` is
+    Epoch e of the call is epoch ``epoch0 + e`` of the fit (for the learning
+    rate schedule). Each epoch walks the rows in ``orders[e]`` (or in order when ``orders`` is
     empty) in batches of ``spec.batch_size``; each batch with a positive weight
     sum takes one optimizer step at its own loss. ``loss_curve[e]`` receives the
     weighted mean of the epoch's batch losses (for one batch: the loss at the
@@ -92,7 +102,7 @@ def train(X, Y, sample_weight, params, state, spec, orders, loss_curve, n_thread
     n = X.shape[0]
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         for epoch in range(len(loss_curve)):
-            lr = X.dtype.type(spec.learning_rate / (spec.epoch0 + epoch + 1) ** spec.power_t)
+            lr = X.dtype.type(spec.learning_rate / (epoch0 + epoch + 1) ** spec.power_t)
             epoch_loss = epoch_weight = 0.0
             for start in range(0, n, spec.batch_size):
                 rows = (orders[epoch, start:start + spec.batch_size] if len(orders)
