@@ -9,8 +9,8 @@
 # Assumes validated input: X (n, d) and Y (n, k) C-contiguous, finite, float32
 # or float64, possibly read-only; w (n,) finite, non-negative, of X's dtype;
 # W1 (d, h), b1 (h,), W2 (h, k), b2 (k,) and the optimizer state C-contiguous,
-# writable, of X's dtype; orders int64; loss_curve float64 (epochs,).
-# Writes the parameters and state in place and loss_curve[:epochs done];
+# writable, of X's dtype; orders int64; losses float64 (the fit's curve).
+# Writes the parameters and state in place and the block's slice of losses;
 # never raises.
 #
 # Batches. Each batch runs the full-batch code of the seed on its own rows:
