@@ -391,6 +391,17 @@ def cpu_model():
     return platform.processor() or platform.machine() or "unknown"
 
 
+def kernel_isa():
+    """The vector ISA the Cython kernels chose at import (AVX-512, AVX2 + FMA
+    or baseline): the same package runs at different speeds on hosts with and
+    without AVX-512, so results name it."""
+    try:
+        from shallownet import _cython_train
+    except ImportError:
+        return "Cython backend not available"
+    return _cython_train.ISA
+
+
 def versions():
     out = {"python": platform.python_version()}
     for label, dist in (("numpy", "numpy"), ("numba", "numba"), ("scipy", "scipy"),
@@ -428,7 +439,7 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
         "",
         "## Machine",
         "",
-        f"- CPU: {cpu_model()}",
+        f"- CPU: {cpu_model()}; vector ISA of the Cython kernels: {kernel_isa()}",
         f"- cores usable by this process: {cores} (os.cpu_count() = {os.cpu_count()})",
         f"- threads used: {threads} (fit n_threads, BLAS via threadpoolctl, torch.set_num_threads)",
         f"- platform: {platform.platform()}",
