@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import get_host_cpu_features
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
@@ -59,15 +60,25 @@ GEMM_MIN_CHUNK_ROWS = 2048
 GEMM_TALL_DH = 4096
 CHUNK_WORK = 2048
 # The explicit loops pay more per chunk (a call per hidden unit and tile,
-# the chunk's accumulators): there a chunk needs twice the work. Measured on
+# the chunk's accumulators): there a chunk needs about twice the work, which
+# grows with d: a row costs h (2 d + 33) operations (d multiply-adds each
+# way, ~33 for the activation, its derivative and the rest), so min_rows =
+# EXPLICIT_CHUNK_OPS // (h (2 d + 33)), 4096 // h at d = 1. Measured on
 # 2 threads, three interleaved runs each, us an epoch: (1000, 1, 16) in 2
 # chunks 16-20.5, in 4 chunks 20-23; (2000, 1, 16) 28-34 in 4, 34-47 in 8;
-# but (1000, 4, 8) 18.5-19 serial, 15-19 in 2 chunks.
-EXPLICIT_CHUNK_WORK = 4096
-# Two tile kernels, chosen by the shapes. Measured single-threaded at
-# n = 50000, tanh: the explicit loops won by 1.3-3x at h <= 8 and at d = 1,
-# h = 16; they tied with the GEMMs at d*h = 64 with h >= 16, and lost by
-# 1.3-2.5x from d*h = 160 (h >= 16) or d*h = 256 (any h) on.
+# (1000, 4, 8) 18.5-19 serial, 15-19 in 2 chunks. 200-row Adam batches at
+# (100000, 10, 32) split in 2 (84 rows a chunk at most).
+EXPLICIT_CHUNK_OPS = 4096 * 35
+# Two tile kernels, chosen by the shapes, and by whether the host has
+# AVX-512: OpenBLAS's AVX-512 GEMM kernels gain more from it than the loops.
+# With AVX-512 (measured single-threaded at n = 50000, tanh): the explicit
+# loops won by 1.3-3x at h <= 8 and at d = 1, h = 16; they tied with the
+# GEMMs at d*h = 64 with h >= 16, and lost by 1.3-2.5x from d*h = 160
+# (h >= 16) or d*h = 256 (any h) on. Without it (Zen 3, AVX2 + FMA; full
+# batch, 2 threads, 7 interleaved rounds, ms an epoch, loops against GEMMs):
+# (100000, 4, 16) 2.92 against 4.26, (100000, 10, 32) 8.37 against 9.14,
+# but (50000, 20, 32) 6.35 against 5.72 and (50000, 16, 64) 13.5 against
+# 11.6; Adam's 200-row batches at (100000, 10, 32) 14.0 against 15.2.
 # - explicit loops along the rows of a transposed tile, for narrow layers:
 #   their tile buffers (a1 and g'(z1), h x T; yhat, k x T; the X tile, d x T)
 #   stay within SMALL_TILE_BYTES of L2;
@@ -79,9 +90,10 @@ SMALL_TILE_MAX_ROWS = 4096
 #   and (20000, 784, 256), though within a few percent of 384 ... 1024; at
 #   2048 the tile buffers leave L2 and it was 15-20% slower.
 GEMM_TILE_ROWS = 256
+_AVX512 = bool(get_host_cpu_features().get("avx512f", False))
 GEMM_MIN_HIDDEN = 16
-GEMM_MIN_DH = 64
-GEMM_ALWAYS_DH = 256
+GEMM_MIN_DH = 64 if _AVX512 else 512
+GEMM_ALWAYS_DH = 256 if _AVX512 else 512
 # Shuffled batches: while gathering row i, prefetch row i + PREFETCH_ROWS of
 # the batch. Measured at (n, d, h) = (100000, 10, 32), batches of 200, Adam,
 # one thread: the cost of random over in-order rows fell from 2.5-4.5 ms to
@@ -608,7 +620,8 @@ def _plan(n, d, h, k):
     if d * h >= GEMM_TALL_DH:
         min_rows = GEMM_MIN_CHUNK_ROWS
     else:
-        min_rows = max((CHUNK_WORK if use_gemm else EXPLICIT_CHUNK_WORK) // h, 1)
+        min_rows = max(CHUNK_WORK // h if use_gemm
+                       else EXPLICIT_CHUNK_OPS // (h * (2 * d + 33)), 1)
     if use_gemm:
         tile_rows = GEMM_TILE_ROWS
     else:
