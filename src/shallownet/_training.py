@@ -31,7 +31,7 @@ SCHEDULES = ("constant", "invscaling")
 # beforehand, plus 0.5 ms to draw them).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
-# moves often enough, and the returns from compiled code (1-7 us each)
+# moves often enough, and the returns from compiled code (1-8 us each)
 # stay a small part of a fit however short its epochs (benches/RESULTS.md)
 _PROGRESS_SECONDS = 0.05
 
@@ -142,7 +142,7 @@ class Trainer:
         try:
             with thread_limits(self.module, self.n_threads):
                 # buffers and settings once per run: each block is then one
-                # cheap call (a return costs ~2-4 us, benches/RESULTS.md)
+                # cheap call (a return costs 1-8 us, benches/RESULTS.md)
                 run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,
                                            losses, self.n_threads)
                 while done < epochs:

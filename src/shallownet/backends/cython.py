@@ -3,8 +3,8 @@
 The kernels (``csrc/_cython_train.pyx``, ``csrc/_activations.h``) run the whole
 block of epochs, every batch and every optimizer step, in one call of a
 ``Run`` with the GIL released; this module only allocates outputs and unpacks
-``Params``, ``OptimizerState`` and ``TrainSpec``. See ``docs/kernels.md`` for the design
-and ``docs/training.md`` for the optimizers.
+``Params``, ``OptimizerState`` and ``TrainSpec``. See ``docs/kernels.md`` for
+the design and ``docs/training.md`` for the optimizers.
 """
 
 import numpy as np

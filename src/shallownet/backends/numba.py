@@ -65,13 +65,13 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     trains ``count`` epochs in one compiled call (see ``shallownet.backends``
     and ``docs/training.md``). The work buffers are allocated and the
     transposed X filled once here, for every call of the run."""
-    count = _count(n_threads)
+    workers = _count(n_threads)
     rows = max(1, min(int(spec.batch_size), X.shape[0]))
     gather = bool(spec.shuffled)
-    sizes = kernels.workspace_sizes(X, Y, params.W1, rows, count, gather)
+    sizes = kernels.workspace_sizes(X, Y, params.W1, rows, workers, gather)
     buf = _aligned(sizes[0], X.dtype)
     buf64 = _aligned(sizes[1], np.float64)
-    kernels.prepare(X, Y, sample_weight, params.W1, rows, count, gather, buf, buf64)
+    kernels.prepare(X, Y, sample_weight, params.W1, rows, workers, gather, buf, buf64)
     head = (X, Y, sample_weight, *params, *state.m, *state.v, state.t,
             int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
             float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
@@ -80,22 +80,22 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     n = X.shape[0]
     in_order = np.empty((0, 0), dtype=np.int64)
 
-    def run(epoch0, start, count_, orders):
+    def run(epoch0, start, count, orders):
         # the checks the compiled code does not make (it trusts its input)
-        if start < 0 or count_ < 0 or start + count_ > len(losses):
-            raise ValueError(f"epochs [{start}, {start + count_}) outside the run's "
+        if start < 0 or count < 0 or start + count > len(losses):
+            raise ValueError(f"epochs [{start}, {start + count}) outside the run's "
                              f"{len(losses)} losses")
         if gather:
-            if orders.dtype != np.int64 or orders.ndim != 2 or orders.shape[0] < count_ \
+            if orders.dtype != np.int64 or orders.ndim != 2 or orders.shape[0] < count \
                     or orders.shape[1] != n or not orders.flags.c_contiguous:
-                raise ValueError(f"orders must have shape ({count_}, {n}), int64, "
+                raise ValueError(f"orders must have shape ({count}, {n}), int64, "
                                  f"C-contiguous, got {orders.shape}")
         else:
             orders = in_order
-        if not _in_run(count):
-            with threads(count):
-                return run(epoch0, start, count_, orders)
-        return train(*head, epoch0, gather, orders, losses, start, count_, count, buf, buf64)
+        if not _in_run(workers):
+            with threads(workers):
+                return run(epoch0, start, count, orders)
+        return train(*head, epoch0, gather, orders, losses, start, count, workers, buf, buf64)
 
     return run
 
