@@ -313,19 +313,30 @@ def _fail(result, exc):
     result.times = []
 
 
-def gemm_gflops(dtype, size, repeats):
-    """Median GFLOP/s of ``numpy.matmul`` on (size, size) matrices, after one warm-up product."""
+def gemm_run(dtype, size):
+    """A ``run(epochs)`` that makes one ``numpy.matmul`` of (size, size)
+    matrices whatever ``epochs`` is (warmed up once here), so that the
+    reference GEMM can take its turn in a shape's round-robin."""
     rng = np.random.default_rng(SEED)
     A = rng.standard_normal((size, size)).astype(dtype)
     B = rng.standard_normal((size, size)).astype(dtype)
     C = np.empty((size, size), dtype=dtype)
     np.matmul(A, B, out=C)
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
+
+    def run(epochs):
         np.matmul(A, B, out=C)
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+    return run
+
+
+def gemm_rate(seconds, size):
+    return 2 * size**3 / seconds / 1e9
+
+
+def gemm_gflops(dtype, size, repeats):
+    """Median GFLOP/s of ``numpy.matmul`` on (size, size) matrices, after one warm-up product."""
+    run = gemm_run(dtype, size)
+    times = [_timed(run, 1)[0] for _ in range(max(1, repeats))]
+    return gemm_rate(statistics.median(times), size)
 
 
 # ---------------------------------------------------------------------------
@@ -353,7 +364,9 @@ TABLE_HEADER = ("shape n×d×h", "dtype", "impl", "epochs", "ms/epoch", "spread"
 
 
 def table_rows(all_results, gemm):
-    """One row per (shape, dtype, implementation); ratios are speed-ups (other's time / this time)."""
+    """One row per (shape, dtype, implementation); ratios are speed-ups (other's
+    time / this time). ``gemm`` maps (shape, dtype) to the reference GEMM rate
+    timed in that shape's round-robin, or dtype to the run's rate."""
     rows = []
     for (shape, dtype), results in all_results.items():
         for name, r in results.items():
@@ -363,7 +376,8 @@ def table_rows(all_results, gemm):
                 continue
             spread = "–" if r.spread is None else f"{100 * r.spread:.0f}%"
             rate = r.gflops()
-            fraction = f"{100 * rate / gemm[dtype]:.1f}%" if gemm.get(dtype) else "–"
+            reference = gemm.get((shape, dtype)) or gemm.get(dtype)
+            fraction = f"{100 * rate / reference:.1f}%" if reference else "–"
             diff = "–" if r.loss_rel_diff is None else f"{r.loss_rel_diff:.1e}"
             rows.append((label, dtype, name, str(r.epochs), _fmt(1e3 * r.seconds, 4), spread,
                          _ratio(results, r, "numpy"), _ratio(results, r, "torch"),
@@ -466,8 +480,13 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
         "- GFLOP/s count the matrix products only: 2 n h (2 d + 3 k) per epoch "
         "(X W1, a1 W2, a1ᵀ dL/dyhat, dL/dyhat W2ᵀ, Xᵀ dL/dz1); element-wise work is not counted.",
         "- % of GEMM: that rate over numpy.matmul's on two "
-        f"{gemm_size}×{gemm_size} matrices of the same dtype, same threads, this run: "
-        + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in gemm.items()) + ".",
+        f"{gemm_size}×{gemm_size} matrices of the same dtype, same threads, timed once in every "
+        "round of the shape's round-robin (median): "
+        + ", ".join(f"{shape_label(key[0])} {key[1]} {v:.1f}" for key, v in gemm.items()
+                    if isinstance(key, tuple))
+        + " GFLOP/s; before the shapes, this run: "
+        + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in gemm.items() if isinstance(dt, str))
+        + ".",
         "- loss Δ vs numpy: relative difference of the loss after one step (from the same initial "
         "weights) to the NumPy backend's; sklearn starts elsewhere and reports half the MSE, so none.",
         ("- sklearn: MLPRegressor(solver='sgd', batch_size=n, momentum=0, alpha=0, shuffle=False, "
@@ -672,7 +691,16 @@ def main(argv=None):
                     r, run = prepare(name, shape, X, y, threads, args.epochs, min_time, args.optimizer)
                     results[name] = r
                     prepared.append((r, run))
+                # the reference GEMM takes a turn in every round, so that
+                # "% of GEMM" divides rates measured in the same spells
+                reference = Result("gemm", shape, dtype, status="ok", epochs=1)
+                prepared.append((reference, gemm_run(dtype, gemm_size)))
                 time_round_robin(prepared, args.repeats)
+                if reference.ok and reference.times:
+                    gemm[(shape, dtype)] = gemm_rate(reference.seconds, gemm_size)
+                    _log(f"{shape_label(shape):>16} {dtype}    GEMM: "
+                         f"{gemm[(shape, dtype)]:10.4g} GFLOP/s in this shape's rounds")
+                del prepared, reference
                 for name, r in results.items():
                     if name in missing:
                         continue
@@ -701,7 +729,9 @@ def main(argv=None):
                  f"NumPy backend's by {r.loss_rel_diff:.1e} (relative)" for r in mismatches]
 
     print(f"GEMM {gemm_size}^3, {threads} threads: "
-          + ", ".join(f"{dt} {v:.1f} GFLOP/s" for dt, v in gemm.items()))
+          + ", ".join(f"{dt} {v:.1f} GFLOP/s" if isinstance(dt, str)
+                      else f"{shape_label(dt[0])} {dt[1]} rounds {v:.1f}"
+                      for dt, v in gemm.items()))
     print(f"GFLOP/s count 2 n h (2 d + 3 k) per epoch; vs X = X's ms/epoch / this row's (> 1: faster)")
     print(table)
     for p in problems:
