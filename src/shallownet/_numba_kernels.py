@@ -747,15 +747,6 @@ def workspace_sizes(X, Y, W1, rows, n_threads, gather):
 
 
 @njit(**_JIT)
-def _workspace(X, Y, W1, rows, n_threads, gather):
-    """``_carve`` over freshly allocated buffers, for a single call."""
-    n, d = X.shape
-    sizes = workspace_sizes(X, Y, W1, rows, n_threads, gather)
-    return _carve(np.empty(sizes[0], W1.dtype), np.empty(sizes[1], np.float64),
-                  n, d, W1.shape[1], Y.shape[1], rows, n_threads, gather)
-
-
-@njit(**_JIT)
 def prepare(X, Y, w, W1, rows, n_threads, gather, buf, buf64):
     """Fill the parts of a run's buffers that stay the same across its calls:
     the transposed X and Y (rows in order, explicit loops), each in-order
@@ -1094,13 +1085,16 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
 def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
                        grad_W1, grad_b1, grad_W2, grad_b2):
     """L over all rows at the parameters; its gradients into grad_*."""
-    n = X.shape[0]
-    workspace = _workspace(X, Y, W1, n, n_threads, False)[0]
+    n, d = X.shape
+    # a run of one call: the buffers of one batch of all n rows, in order
+    sizes = workspace_sizes(X, Y, W1, n, n_threads, False)
+    buf = np.empty(sizes[0], W1.dtype)
+    buf64 = np.empty(sizes[1], np.float64)
+    prepare(X, Y, w, W1, n, n_threads, False, buf, buf64)
+    workspace, _, batch_weight, _, _ = _carve(buf, buf64, n, d, W1.shape[1], Y.shape[1], n,
+                                              n_threads, False)
     XT, YT, X_batch, Y_batch = workspace[2:6]
-    if XT.shape[1] > 0:
-        XT[:, :] = X.T
-        YT[:, :] = Y.T
     no_order = _no_order()
     return _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT), n - n, n,
-                      _weight_sum(w), W1, b1, W2, b2, code, alpha, workspace,
+                      batch_weight[0], W1, b1, W2, b2, code, alpha, workspace,
                       grad_W1, grad_b1, grad_W2, grad_b2)
