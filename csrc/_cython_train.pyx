@@ -608,7 +608,6 @@ ctypedef struct Fit:
     # settings, and pointers into arrays that the Run object keeps alive
     Py_ssize_t n, d, k, bs
     bint shuffled, unit_weights
-    int optimizer
     double learning_rate, power_t, alpha
     const void *X
     const void *Y
@@ -718,7 +717,7 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
                 epoch_loss += loss * weight
                 epoch_weight += weight
                 steps += 1
-                if f.optimizer == ADAM:
+                if f.st.optimizer == ADAM:
                     f.st.bias1 = 1.0 - pow(f.st.beta1, <double> steps)
                     f.st.bias2 = 1.0 - pow(f.st.beta2, <double> steps)
                 for q in range(4):
@@ -750,7 +749,6 @@ def open_run(const floating[:, ::1] X, const floating[:, ::1] Y,
     f.n, f.d, f.k = n, d, k
     f.bs = max(1, min(batch_size, n))
     f.shuffled = shuffled
-    f.optimizer = optimizer
     f.learning_rate, f.power_t, f.alpha = learning_rate, power_t, alpha
     f.X, f.Y, f.w = &X[0, 0], &Y[0, 0], &sample_weight[0]
     # the four parameters as flat vectors, in the order of the gradient vector
