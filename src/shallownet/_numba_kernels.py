@@ -126,6 +126,19 @@ def _bits_float64(typingctx, x):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _pow2_float32(typingctx, kd):
+    """2**m for the float32 kd of _reduce32: m + 127 shifted into the exponent field."""
+    if kd != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.add(builder.bitcast(args[0], i32), i32(127))
+        return builder.bitcast(builder.shl(bits, i32(23)), ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
 # ---------------------------------------------------------------- dtype of the parameters
 
 def _like(x, a):
@@ -236,27 +249,107 @@ def _sigmoid(z):
     return 1.0 / ((1.0 + s) + s * p)
 
 
+# The float32 forms: the same functions in float32 arithmetic, so that a
+# float32 loop runs twice the lanes of a float64 one (docs/kernels.md; errors
+# stated in tests/test_backends.py). Every constant is a float32, or LLVM
+# would widen the arithmetic to float64.
+_F = np.float32
+_INV_LN2_F = _F(1.4426950408889634)
+_SHIFT_F = _F(12582912.0)              # 1.5 * 2**23
+_LN2_HI_F = _F(0.693145751953125)      # m * _LN2_HI_F is exact for |m| < 2**9
+_LN2_LO_F = _F(1.4286068202862268e-06)
+# past 9.02 tanh rounds to 1 in float32; up to 44 2**m stays a normal float32
+# and g' = q (2 - q) keeps following 4 exp(-2|z|) down to 1e-38
+_TANH_SATURATE_F = _F(44.0)
+_EXP_MIN_F, _EXP_MAX_F = _F(-87.0), _F(88.0)
+_ZERO_F, _HALF_F, _ONE_F, _TWO_F = _F(0.0), _F(0.5), _F(1.0), _F(2.0)
+_P2_F, _Q2_F = _F(1.0 / 10), _F(1.0 / 60)  # [3/3] Pade: E = 1 + r^2/10, 2 O = 1 + r^2/60
+_C2_F, _C3_F, _C4_F, _C5_F, _C6_F, _C7_F = (
+    _F(1.0 / 2), _F(1.0 / 6), _F(1.0 / 24), _F(1.0 / 120), _F(1.0 / 720), _F(1.0 / 5040))
+
+
 @njit(inline="always", **_JIT)
+def _reduce32(x):
+    kd = x * _INV_LN2_F + _SHIFT_F
+    m = kd - _SHIFT_F
+    return kd, (x - m * _LN2_HI_F) - m * _LN2_LO_F
+
+
+@njit(inline="always", **_JIT)
+def _tanh32(z):
+    """(tanh(z), 1 - tanh(z)^2) as _tanh with the [3/3] Pade approximant of
+    exp(r); g' = q (2 - q) where |tanh| >= 1/2 keeps its relative accuracy."""
+    kd, r = _reduce32(_TWO_F * min(abs(z), _TANH_SATURATE_F))
+    r2 = r * r
+    E = _ONE_F + r2 * _P2_F
+    N = r * (_ONE_F + r2 * _Q2_F)           # 2 r O
+    D = E - _HALF_F * N                      # E - r O
+    s = _pow2_float32(kd)
+    U = s * N + (s - _ONE_F) * D
+    D2 = D + D
+    w = _ONE_F / (U + D2)
+    q = D2 * w
+    saturating = q < _HALF_F
+    t = _ONE_F - q if saturating else U * w
+    g = q * (_TWO_F - q) if saturating else _ONE_F - t * t
+    return np.copysign(t, z), g
+
+
+@njit(inline="always", **_JIT)
+def _sigmoid32(z):
+    """(sigmoid(z), e sigmoid(z)^2) with e = exp(-z), Taylor to degree 7;
+    below z = -88 sigmoid is 1 / (1 + exp(88)) ~ 6e-39."""
+    kd, r = _reduce32(min(max(-z, _EXP_MIN_F), _EXP_MAX_F))
+    q = _C6_F + r * _C7_F
+    q = _C5_F + r * q
+    q = _C4_F + r * q
+    q = _C3_F + r * q
+    q = _C2_F + r * q
+    p = r + (r * r) * q                      # expm1(r)
+    s = _pow2_float32(kd)
+    sg = _ONE_F / ((_ONE_F + s) + s * p)
+    e = s * p + s
+    return sg, (e * sg) * sg
+
+
 def _activation(z, code):
-    """(g(z), g'(z)) in float64. Every caller passes code as a constant, so
-    the branches fold away (a loop-invariant branch left in a loop would stop
-    it from vectorising)."""
-    if code == TANH:
-        t = _tanh(z)
-        return t, 1.0 - t * t
-    if code == SIGMOID:
-        s = _sigmoid(z)
-        return s, s * (1.0 - s)
-    if code == RELU:
-        positive = z > 0.0
-        return (z if positive else 0.0), (1.0 if positive else 0.0)
-    return z, 1.0
+    """(g(z), g'(z)) in z's type, float64 or float32 (compiled code only).
+    Every caller passes code as a constant, so the branches fold away (a
+    loop-invariant branch left in a loop would stop it from vectorising)."""
+
+
+@overload(_activation, jit_options=_JIT)
+def _activation_overload(z, code):
+    if z == types.float32:
+        def activation32(z, code):
+            if code == TANH:
+                return _tanh32(z)
+            if code == SIGMOID:
+                return _sigmoid32(z)
+            if code == RELU:
+                positive = z > _ZERO_F
+                return (z if positive else _ZERO_F), (_ONE_F if positive else _ZERO_F)
+            return z, _ONE_F
+        return activation32
+
+    def activation64(z, code):
+        if code == TANH:
+            t = _tanh(z)
+            return t, 1.0 - t * t
+        if code == SIGMOID:
+            s = _sigmoid(z)
+            return s, s * (1.0 - s)
+        if code == RELU:
+            positive = z > 0.0
+            return (z if positive else 0.0), (1.0 if positive else 0.0)
+        return z, 1.0
+    return activation64
 
 
 @njit(inline="always", **_JIT)
 def _activate_loop(z, a, g, code):
     for i in range(z.shape[0]):
-        a[i], g[i] = _activation(np.float64(z[i]), code)
+        a[i], g[i] = _activation(z[i], code)
 
 
 @njit(**_JIT)
@@ -288,13 +381,13 @@ def _forward_loop(x, w, bias, accumulate, a, g, yhat0, w2, code):
     # overlap check would fail on the alias and run the scalar loop
     if accumulate:
         for i in range(x.shape[0]):
-            ai, gi = _activation(np.float64(g[i] + w * x[i]), code)
+            ai, gi = _activation(g[i] + w * x[i], code)
             a[i] = ai
             g[i] = gi
             yhat0[i] += w2 * ai
     else:
         for i in range(x.shape[0]):
-            ai, gi = _activation(np.float64(bias + w * x[i]), code)
+            ai, gi = _activation(bias + w * x[i], code)
             a[i] = ai
             g[i] = gi
             yhat0[i] += w2 * ai
@@ -482,7 +575,7 @@ def _activate_rows(G, A, b1, code):
         Gi = G[i]
         Ai = A[i]
         for j in range(Gi.shape[0]):
-            Ai[j], Gi[j] = _activation(np.float64(Gi[j] + b1[j]), code)
+            Ai[j], Gi[j] = _activation(Gi[j] + b1[j], code)
 
 
 @njit(**_JIT)
