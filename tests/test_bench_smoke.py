@@ -67,3 +67,15 @@ def test_plot_written(bench_run):
         pytest.skip("matplotlib is not installed: the bench writes no plot")
     assert plot.exists(), proc.stderr
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_both_dtypes_share_their_rounds_and_report_the_ratio(capsys):
+    from shallownet import bench
+    assert bench.main(["--shapes", "300x3x4", "--dtype", "both", "--epochs", "2", "--repeats", "2",
+                       "--backends", "numpy", "cython"]) == 0
+    out = capsys.readouterr().out
+    ratios = [line for line in out.splitlines() if line.startswith("- float64 over float32 time at 300x3x4")]
+    assert len(ratios) == 1, out
+    cells = dict(cell.rsplit(" ", 1) for cell in ratios[0].split(": ", 1)[1].split(", "))
+    assert set(cells) == {"numpy", "cython"}
+    assert all(math.isfinite(float(v)) and float(v) > 0 for v in cells.values())

@@ -443,7 +443,23 @@ def library_lines(info):
     return lines
 
 
-def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems, optimizer="gd"):
+def dtype_ratio_lines(all_results):
+    """For every shape timed in both dtypes: each implementation's float64
+    ms/epoch over its float32 one (the same rounds, see main)."""
+    lines = []
+    for (shape, dtype), results in all_results.items():
+        wide = all_results.get((shape, "float64"))
+        if dtype != "float32" or wide is None:
+            continue
+        cells = [f"{name} {_fmt(wide[name].seconds / r.seconds)}" for name, r in results.items()
+                 if r.ok and r.times and name in wide and wide[name].ok and wide[name].times]
+        if cells:
+            lines.append(f"- float64 over float32 time at {shape_label(shape)}: " + ", ".join(cells))
+    return lines
+
+
+def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems, optimizer="gd",
+                    dtype_ratios=()):
     cores = usable_cores()
     lines = [
         "# shallownet training speed",
@@ -504,6 +520,8 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
         "",
         table,
     ]
+    if dtype_ratios:
+        lines += ["", "Both dtypes of a shape were timed in the same rounds:", ""] + list(dtype_ratios)
     if problems:
         lines += ["", "## Not timed", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
@@ -680,10 +698,15 @@ def main(argv=None):
             _log(f"{'D' if dtype == 'float64' else 'S'}GEMM {gemm_size}^3 on {threads} threads: "
                  f"{gemm[dtype]:.1f} GFLOP/s")
         for shape in shapes:
+            # every dtype of a shape takes its turns in the same rounds, so
+            # that the float32 over float64 ratio compares the same spells
+            data = {dtype: make_data(shape[0], shape[1], dtype) for dtype in dtypes}
+            prepared = []
+            shape_results = {}
+            references = {}
             for dtype in dtypes:
-                X, y = make_data(shape[0], shape[1], dtype)
+                X, y = data[dtype]
                 results = {}
-                prepared = []
                 for name in names:
                     if name in missing:
                         results[name] = Result(name, shape, dtype, "not available", reason=missing[name])
@@ -693,14 +716,17 @@ def main(argv=None):
                     prepared.append((r, run))
                 # the reference GEMM takes a turn in every round, so that
                 # "% of GEMM" divides rates measured in the same spells
-                reference = Result("gemm", shape, dtype, status="ok", epochs=1)
-                prepared.append((reference, gemm_run(dtype, gemm_size)))
-                time_round_robin(prepared, args.repeats)
+                references[dtype] = Result("gemm", shape, dtype, status="ok", epochs=1)
+                prepared.append((references[dtype], gemm_run(dtype, gemm_size)))
+                shape_results[dtype] = results
+            time_round_robin(prepared, args.repeats)
+            del prepared, data, X, y
+            for dtype, results in shape_results.items():
+                reference = references[dtype]
                 if reference.ok and reference.times:
                     gemm[(shape, dtype)] = gemm_rate(reference.seconds, gemm_size)
                     _log(f"{shape_label(shape):>16} {dtype}    GEMM: "
                          f"{gemm[(shape, dtype)]:10.4g} GFLOP/s in this shape's rounds")
-                del prepared, reference
                 for name, r in results.items():
                     if name in missing:
                         continue
@@ -715,9 +741,9 @@ def main(argv=None):
                             and ref.check_loss is not None):
                         r.loss_rel_diff = abs(r.check_loss - ref.check_loss) / abs(ref.check_loss)
                 all_results[(shape, dtype)] = results
-                del X, y
 
     table = render_table(table_rows(all_results, gemm))
+    dtype_ratios = dtype_ratio_lines(all_results)
     problems = [f"{name}: not available: {why}" for name, why in missing.items()]
     errors = [r for results in all_results.values() for r in results.values() if r.status == "error"]
     problems += [f"{r.name} at {shape_label(r.shape)} {r.dtype}: error: {r.reason}" for r in errors]
@@ -734,6 +760,8 @@ def main(argv=None):
                       for dt, v in gemm.items()))
     print(f"GFLOP/s count 2 n h (2 d + 3 k) per epoch; vs X = X's ms/epoch / this row's (> 1: faster)")
     print(table)
+    for line in dtype_ratios:
+        print(line)
     for p in problems:
         print(f"note: {p}")
 
@@ -741,7 +769,7 @@ def main(argv=None):
         args_line = "python -m shallownet.bench " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems,
-                                    args.optimizer))
+                                    args.optimizer, dtype_ratios))
         _log(f"wrote {args.markdown}")
     if args.plot:
         why_not = write_plot(args.plot, all_results, dtypes, threads)
