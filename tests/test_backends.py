@@ -145,9 +145,10 @@ def test_float32_activations_over_float32_range(compiled_backend, activation):
     assert np.max(np.abs(a_prime[~inside_prime] - want_prime[~inside_prime])) <= 2.5e-38
 
 
-def test_tanh_is_exactly_odd_and_saturates(compiled_backend):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tanh_is_exactly_odd_and_saturates(compiled_backend, dtype):
     module = _load(compiled_backend)
-    z = np.linspace(0, 40, 4001)
+    z = np.linspace(0, 40, 4001).astype(dtype)
     a, _ = module.apply_activation(z, ACTIVATION_TABLE["tanh"].code)
     b, _ = module.apply_activation(-z, ACTIVATION_TABLE["tanh"].code)
     assert np.array_equal(a, -b)
