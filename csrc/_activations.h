@@ -21,8 +21,8 @@
  *
  * Activations: tanh and sigmoid are computed in the tile's own type (float
  * tiles by float forms of the same functions) from expm1/exp built without
- * any libm call, so the loops vectorise; a call per element would stop the compiler from vectorising the
- * loop around it.
+ * any libm call, so the loops vectorise; a call per element would stop the
+ * compiler from vectorising the loop around it.
  *
  * Instruction sets: each function is compiled for AVX-512 (x86-64-v4), AVX2 +
  * FMA (x86-64-v3) and the baseline (SSE2 on x86-64), and sn_select_isa(),
@@ -184,8 +184,8 @@ SN_INLINE double sn_sigmoid(double z)
 
 /* The float versions: the same forms in float arithmetic, so a float tile
  * runs as many lanes as the register holds floats (twice the doubles) with no
- * conversion. Their errors, measured against the double functions rounded to
- * float, are stated and tested in tests/test_backends.py. */
+ * conversion. Their errors against the exact values are stated and tested in
+ * tests/test_backends.py. */
 #define SN_INV_LN2F 1.44269504f
 /* adding 1.5 * 2**23 rounds to an integer and leaves it in the low mantissa bits */
 #define SN_SHIFTF 12582912.0f
@@ -219,7 +219,7 @@ SN_INLINE float sn_pow2f(float kd)
 /* tanh as sn_tanh, with the [3/3] Pade approximant of exp(r): E = 1 + r^2/10,
  * 2 O = 1 + r^2/60 (error below 6e-9 for |r| <= ln(2)/2, a tenth of a float
  * ulp). Also returns g' = 1 - tanh^2, as q (2 - q) from q = 1 - |tanh| where
- * |tanh| >= 1/2, so that it keeps its relative accuracy near saturation. */
+ * |tanh| > 1/2, so that it keeps its relative accuracy near saturation. */
 SN_INLINE float sn_tanhf(float z, float *gprime)
 {
     float x = __builtin_fabsf(z);

@@ -278,7 +278,7 @@ def _reduce32(x):
 @njit(inline="always", **_JIT)
 def _tanh32(z):
     """(tanh(z), 1 - tanh(z)^2) as _tanh with the [3/3] Pade approximant of
-    exp(r); g' = q (2 - q) where |tanh| >= 1/2 keeps its relative accuracy."""
+    exp(r); g' = q (2 - q) where |tanh| > 1/2 keeps its relative accuracy."""
     kd, r = _reduce32(_TWO_F * min(abs(z), _TANH_SATURATE_F))
     r2 = r * r
     E = _ONE_F + r2 * _P2_F
