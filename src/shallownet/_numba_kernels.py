@@ -33,10 +33,12 @@
 import math
 
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from llvmlite.binding import get_host_cpu_features
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic, overload
 
 from ._training import ADAM
 
@@ -85,7 +87,7 @@ EXPLICIT_CHUNK_OPS = 4096 * 35
 SMALL_TILE_BYTES = 256 * 1024
 SMALL_TILE_MIN_ROWS = 64
 SMALL_TILE_MAX_ROWS = 4096
-# - GEMMs through np.dot on row-major tiles, otherwise: T = 256 rows was the
+# - BLAS GEMMs (_gemm) on row-major tiles, otherwise: T = 256 rows was the
 #   fastest of 128 ... 2048 at (n, d, h) = (50000, 10, 32), (50000, 100, 128)
 #   and (20000, 784, 256), though within a few percent of 384 ... 1024; at
 #   2048 the tile buffers leave L2 and it was 15-20% slower.
@@ -137,6 +139,58 @@ def _pow2_float32(typingctx, kd):
         bits = builder.add(builder.bitcast(args[0], i32), i32(127))
         return builder.bitcast(builder.shl(bits, i32(23)), ir.FloatType())
     return types.float32(types.float32), codegen
+
+
+# ---------------------------------------------------------------- BLAS
+
+# The GEMMs of the wide layers call the Fortran dgemm/sgemm of
+# scipy.linalg.cython_blas (the library the Cython kernels and Numba's np.dot
+# use) by symbol name, so the compiled code stays cacheable (a ctypes
+# function pointer would be a dynamic global) and can pass beta = 1:
+# products accumulate into their gradient with no temporary and no add pass.
+for _name in ("dgemm", "sgemm"):
+    llvm_binding.add_symbol("shallownet_" + _name,
+                            get_cython_function_address("scipy.linalg.cython_blas", _name))
+_N, _T = ord("N"), ord("T")
+
+
+@intrinsic
+def _gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Column-major C (m x n, leading dimension ldc) := op(A) op(B) + beta C,
+    op given by transa/transb (_N or _T): Fortran GEMM with alpha = 1, its
+    scalar arguments passed by reference from stack slots. The arrays' data
+    pointers only are read: the caller passes the layout in the leading
+    dimensions. No checks (BLAS's own are of its arguments' values)."""
+    if not (isinstance(c, types.Array) and c.dtype in (types.float32, types.float64)
+            and isinstance(a, types.Array) and isinstance(b, types.Array)
+            and a.dtype == c.dtype and b.dtype == c.dtype):
+        return None
+    symbol = "shallownet_dgemm" if c.dtype == types.float64 else "shallownet_sgemm"
+    dtype = c.dtype
+
+    def codegen(context, builder, signature, args):
+        voidp = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [voidp] * 13), symbol)
+        argtys = signature.args
+
+        def by_reference(i, ty):
+            value = context.cast(builder, args[i], argtys[i], ty)
+            return builder.bitcast(cgutils.alloca_once_value(builder, value), voidp)
+
+        def data(i):
+            array = context.make_array(argtys[i])(context, builder, args[i])
+            return builder.bitcast(array.data, voidp)
+
+        one = builder.bitcast(
+            cgutils.alloca_once_value(builder, context.get_constant(dtype, 1)), voidp)
+        builder.call(fn, [by_reference(0, types.int8), by_reference(1, types.int8),
+                          by_reference(2, types.int32), by_reference(3, types.int32),
+                          by_reference(4, types.int32), one, data(5),
+                          by_reference(6, types.int32), data(7), by_reference(8, types.int32),
+                          by_reference(9, dtype), data(10), by_reference(11, types.int32)])
+        return context.get_dummy_value()
+    return types.none(transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
 
 
 # ---------------------------------------------------------------- dtype of the parameters
@@ -580,22 +634,22 @@ def _activate_rows(G, A, b1, code):
 
 @njit(**_JIT)
 def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
-               buf_G, buf_A, buf_R, tmp_W1, tmp_W2, grad_W1, grad_b1, grad_W2, grad_b2):
-    """One tile of T rows from r0: the products are BLAS GEMMs (np.dot into
-    preallocated outputs), the elementwise work is fused around them.
+               buf_G, buf_A, buf_R, grad_W1, grad_b1, grad_W2, grad_b2):
+    """One tile of T rows from r0: the products are BLAS GEMMs, the
+    elementwise work is fused around them.
 
     Adds the tile's gradients to grad_*, returns its weighted sum of squared
-    residuals; the chunk's first tile writes grad_W1 instead (d x h: zeroing
-    it and adding a first product to it were 2-3% of an epoch at
-    (20000, 784, 256)).
+    residuals; the chunk's first tile writes grad_W1 instead (beta = 0: no
+    zeroing of the d x h accumulator). The row-major arrays are the
+    column-major transposes BLAS sees: row-major P = Q S is P^T = S^T Q^T.
     """
-    h = W1.shape[1]
+    d, h = W1.shape
     k = W2.shape[1]
     X_t = X[r0:r0 + T]
     G = buf_G[:T * h].reshape((T, h))        # z1 - b1, then g'(z1), then dL/dz1
     A = buf_A[:T * h].reshape((T, h))        # a1, then dL/dyhat W2^T
     R = buf_R[:T * k].reshape((T, k))        # yhat - b2, then dL/dyhat
-    np.dot(X_t, W1, G)
+    _gemm(_N, _N, h, T, d, W1, h, X_t, d, 0.0, G, h)               # G = X_t W1
     if code == TANH:
         _activate_rows(G, A, b1, TANH)
     elif code == SIGMOID:
@@ -614,25 +668,28 @@ def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
             v = np.float64(res)
             loss += (np.float64(wi) * v) * v
             R[i, c] = scale_i * res
-    np.dot(A.T, R, tmp_W2)
-    for j in range(h):
-        for c in range(k):
-            grad_W2[j, c] += tmp_W2[j, c]
     for i in range(T):
         for c in range(k):
             grad_b2[c] += R[i, c]
     # dL/dz1 = (dL/dyhat W2^T) g'(z1) over G, with grad_b1's column sums in
     # the same pass (loops along h: this path is taken for h >= 16 or a large d*h)
     if k == 1:
+        # and grad_W2 += A^T R in the same pass: as a GEMM with m = 1 (np.dot
+        # called GEMV for it) it made the epoch 4% slower at
+        # (100000, 100, 128) and 11% at (1000000, 10, 64)
         w2 = W2T[0]
+        gw2 = grad_W2.reshape(-1)
         for i in range(T):
             Gi = G[i]
+            Ai = A[i]
             D = R[i, 0]
             for j in range(h):
                 dz = (D * w2[j]) * Gi[j]
                 Gi[j] = dz
                 grad_b1[j] += dz
+                gw2[j] += Ai[j] * D
     else:
+        _gemm(_N, _T, k, h, T, R, k, A, h, 1.0, grad_W2, k)        # grad_W2 += A^T R
         np.dot(R, W2T, A)
         for i in range(T):
             Gi = G[i]
@@ -641,14 +698,7 @@ def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
                 dz = Ai[j] * Gi[j]
                 Gi[j] = dz
                 grad_b1[j] += dz
-    if first:
-        np.dot(X_t.T, G, grad_W1)
-        return loss
-    np.dot(X_t.T, G, tmp_W1)
-    grad_W1_flat = grad_W1.reshape(-1)
-    tmp_flat = tmp_W1.reshape(-1)
-    for i in range(grad_W1_flat.shape[0]):
-        grad_W1_flat[i] += tmp_flat[i]
+    _gemm(_N, _T, h, d, T, G, h, X_t, d, 0.0 if first else 1.0, grad_W1, h)  # (+)= X_t^T G
     return loss
 
 
@@ -656,7 +706,7 @@ def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
 
 @njit(**_JIT)
 def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
-           W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
+           W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T,
            chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     """Chunk c of the batch of m rows from row0: its loss and gradients into
     its own accumulators, tile by tile. With a shuffled batch (source =
@@ -687,7 +737,7 @@ def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
         T = min(tile_rows, end - r0)
         if use_gemm:
             loss += _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, r0 == begin,
-                               buf_G, buf_A, buf_R, tmp_W1, tmp_W2,
+                               buf_G, buf_A, buf_R,
                                grad_W1, grad_b1, grad_W2, grad_b2)
         else:
             loss += _tile_explicit(XT, YT, w, r0, T, W1, b1, W2, b2, code, scale,
@@ -699,7 +749,7 @@ def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
 @njit(parallel=True, **_JIT)
 def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_gemm,
                      X, Y, XT, YT, w, source, W1, b1, W2, W2T, b2, code, scale,
-                     buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
+                     buf_G, buf_A, buf_R, buf_T,
                      chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     # one prange iteration per worker; a worker owns its buffers and a
     # contiguous run of chunks (a static schedule)
@@ -707,7 +757,7 @@ def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_ge
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
             _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
                    W1, b1, W2, W2T, b2, code, scale,
-                   buf_G[wk], buf_A[wk], buf_R[wk], buf_T[wk], tmp_W1[wk], tmp_W2[wk],
+                   buf_G[wk], buf_A[wk], buf_R[wk], buf_T[wk],
                    chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
 
 
@@ -799,20 +849,18 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     if use_gemm:
         xt_cols = 0
         batch_rows = rows if gather else 0
-        tmp, buf_t = n_workers, 0
+        buf_t = 0
     else:
         # the explicit loops run along rows: X transposed, all of it once per
         # fit, or each gathered batch straight into a transposed buffer
         xt_cols = rows if gather else n
-        batch_rows, tmp, buf_t = 0, 0, tile_rows
+        batch_rows, buf_t = 0, tile_rows
     at = 0
     XT, at = _v2(buf, at, d if xt_cols else 0, xt_cols)
     YT, at = _v2(buf, at, k if xt_cols else 0, xt_cols)
     X_batch, at = _v2(buf, at, batch_rows, d if batch_rows else 0)
     Y_batch, at = _v2(buf, at, batch_rows, k if batch_rows else 0)
     w_batch, at = _v1(buf, at, rows if gather else 0)
-    tmp_W1, at = _v3(buf, at, n_workers, d if tmp else 0, h if tmp else 0)
-    tmp_W2, at = _v3(buf, at, n_workers, h if tmp else 0, k if tmp else 0)
     buf_T, at = _v2(buf, at, n_workers, buf_t)
     W2T, at = _v2(buf, at, k, h)
     buf_G, at = _v2(buf, at, n_workers, tile_rows * h)
@@ -831,7 +879,7 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     batch_weight, at64 = _v1(buf64, at64, 0 if gather else n_batches)
     unit_weights, at64 = _v1(buf64, at64, 1)
     workspace = (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch, W2T,
-                 (buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2),
+                 (buf_G, buf_A, buf_R, buf_T),
                  (chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss))
     return (workspace, (grad_W1, grad_b1, grad_W2, grad_b2), batch_weight, unit_weights,
             (at, at64))
@@ -896,7 +944,7 @@ def _gradients(X, Y, XT, YT, w, source, row0, m, weight, W1, b1, W2, b2, code, a
     (X_all, Y_all, order, X_batch, Y_batch, XT, YT); rows in order pass an
     empty order."""
     (max_workers, _, _, _, _, _, _, W2T, buffers, chunks) = workspace
-    buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2 = buffers
+    buf_G, buf_A, buf_R, buf_T = buffers
     chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss = chunks
     d, h = W1.shape
     k = W2.shape[1]
@@ -910,12 +958,12 @@ def _gradients(X, Y, XT, YT, w, source, row0, m, weight, W1, b1, W2, b2, code, a
         # argument would compile _chunk and its callees a second time
         _chunk(n_chunks - 1, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
                W1, b1, W2, W2T, b2, code, scale,
-               buf_G[0], buf_A[0], buf_R[0], buf_T[0], tmp_W1[0], tmp_W2[0],
+               buf_G[0], buf_A[0], buf_R[0], buf_T[0],
                chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     else:
         _chunks_parallel(min(max_workers, n_chunks), n_chunks, row0, m, chunk_rows, tile_rows,
                          use_gemm, X, Y, XT, YT, w, source, W1, b1, W2, W2T, b2, code, scale,
-                         buf_G, buf_A, buf_R, buf_T, tmp_W1, tmp_W2,
+                         buf_G, buf_A, buf_R, buf_T,
                          chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     # reduce in chunk order: the same sums whatever the number of workers
     grad_W1[:, :] = chunk_W1[0]
