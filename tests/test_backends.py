@@ -16,11 +16,15 @@ RTOL64 = 1e-10
 # float32: rounding differs from the reference's BLAS; after 50 epochs
 RTOL32 = 2e-4
 
-# n below and above one chunk (2048 rows), so the serial and the parallel paths both run
+# n below and above one chunk (2048 rows), so the serial and the parallel paths both run;
+# the last takes the GEMM tiles with k = 1 (fused dW2)
 SHAPES = [
     (1, 1, 1, 1), (50, 1, 1, 1), (64, 1, 16, 1), (40, 7, 1, 1), (33, 5, 9, 4),
-    (300, 20, 70, 2), (5000, 3, 8, 1), (4100, 40, 64, 3),
+    (300, 20, 70, 2), (5000, 3, 8, 1), (4100, 40, 64, 3), (2500, 30, 40, 1),
 ]
+# GEMM tiles with k = 1 in two chunks of tall tiles (d x h >= 4096), several
+# tiles each (the first writes dW1, the others accumulate into it)
+TALL_K1 = (4500, 70, 80, 1)
 
 
 def test_every_backend_is_available():
@@ -48,7 +52,8 @@ def test_fit_matches_reference_float64(compiled_backend, activation, n, d, h, k)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("n,d,h,k", [(50, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (4100, 40, 64, 3)])
+@pytest.mark.parametrize("n,d,h,k", [(50, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (4100, 40, 64, 3),
+                                     TALL_K1])
 def test_fit_matches_reference_float32(compiled_backend, activation, n, d, h, k):
     model, ref = _fit_pair(compiled_backend, activation, n, d, h, k, 50, np.float32)
     assert model.params.W1.dtype == np.float32
@@ -59,7 +64,8 @@ def test_fit_matches_reference_float32(compiled_backend, activation, n, d, h, k)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("n,d,h,k", [(1, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (3000, 200, 100, 2)])
+@pytest.mark.parametrize("n,d,h,k", [(1, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (3000, 200, 100, 2),
+                                     TALL_K1])
 def test_loss_and_gradients_match_reference(compiled_backend, activation, n, d, h, k):
     X, y = make_problem(n, d, k, seed=5)
     rng = np.random.default_rng(2)
