@@ -79,3 +79,19 @@ def test_both_dtypes_share_their_rounds_and_report_the_ratio(capsys):
     cells = dict(cell.rsplit(" ", 1) for cell in ratios[0].split(": ", 1)[1].split(", "))
     assert set(cells) == {"numpy", "cython"}
     assert all(math.isfinite(float(v)) and float(v) > 0 for v in cells.values())
+
+
+def test_products_floor_is_timed_at_the_gemm_bound_shapes_only(capsys):
+    from shallownet import bench
+    assert bench.main(["--shapes", "2100x64x64", "300x3x4", "--epochs", "2", "--repeats", "2",
+                       "--backends", "numba", "cython"]) == 0
+    out = capsys.readouterr().out
+    floors = [line for line in out.splitlines() if line.startswith("- the two d×h products alone")]
+    # d x h = 4096 takes the tall GEMM tiles; 300x3x4 does not
+    assert len(floors) == 1 and " at 2100x64x64 float64 " in floors[0], out
+    ms = float(floors[0].split("): ", 1)[1].split(" ms/epoch")[0])
+    assert math.isfinite(ms) and ms > 0
+    cells = floors[0].split("the backends at ", 1)[1].removesuffix(" of that speed").split(", ")
+    fractions = dict(cell.split(" ") for cell in cells)
+    assert set(fractions) == {"numba", "cython"}
+    assert all(float(v.rstrip("%")) > 0 for v in fractions.values())

@@ -32,6 +32,12 @@ forward ``X W1`` (2ndh) and ``a1 W2`` (2nhk), backward ``a1^T dL/dyhat`` (2nhk),
 biases, the loss) is not counted. They are compared with the rate of one
 large BLAS GEMM (``numpy.matmul`` of square float64 or float32 matrices)
 measured in the same run with the same threads.
+
+Where those products are nearly all of an epoch's work (full batch,
+d x h >= 4096) and the Numba backend runs, the two d x h products alone, as
+the Numba kernels chunk and tile them, take a turn in the same rounds too:
+the floor of those epochs, printed with each compiled backend's speed as a
+fraction of it.
 """
 
 import argparse
@@ -328,6 +334,44 @@ def gemm_run(dtype, size):
     return run
 
 
+def products_applies(shape, optimizer):
+    """Whether the products-alone floor is timed at ``shape``: full-batch
+    epochs whose two d x h products are nearly all the work (the Numba
+    kernels' tall GEMM tiles, d x h >= GEMM_TALL_DH)."""
+    from . import _numba_kernels
+    n, d, h = shape
+    return optimizer == "gd" and d * h >= _numba_kernels.GEMM_TALL_DH
+
+
+def products_run(X, hidden, threads):
+    """A ``run(epochs)`` of the epoch's two d x h products alone, as the
+    Numba kernels' GEMM path chunks and tiles them
+    (``_numba_kernels.products_only``; BLAS on one thread per worker),
+    compiled and warmed up here: the floor of those shapes' epochs."""
+    import numba
+
+    from . import _numba_kernels as kernels
+
+    n, d = X.shape
+    W1 = (np.random.default_rng(SEED).standard_normal((d, hidden)) / math.sqrt(d)).astype(X.dtype)
+    n_chunks, _, _, _, tile_rows = kernels._plan(n, d, hidden, K)
+    workers = max(1, min(threads, n_chunks, numba.config.NUMBA_NUM_THREADS))
+    buf_G = np.empty((workers, tile_rows * hidden), X.dtype)
+    chunk_W1 = np.empty((n_chunks, d, hidden), X.dtype)
+
+    def run(epochs):
+        previous = numba.get_num_threads()
+        with threadpool_limits(limits=1, user_api="blas"):
+            numba.set_num_threads(workers)
+            try:
+                for _ in range(epochs):
+                    kernels.products_only(X, W1, workers, buf_G, chunk_W1)
+            finally:
+                numba.set_num_threads(previous)
+    run(1)
+    return run
+
+
 def gemm_rate(seconds, size):
     return 2 * size**3 / seconds / 1e9
 
@@ -458,8 +502,27 @@ def dtype_ratio_lines(all_results):
     return lines
 
 
+def products_lines(products, all_results, gemm):
+    """For every shape whose products alone were timed (``products_run``):
+    their ms/epoch and rate (the epoch's GFLOP count), and each compiled
+    backend's speed as a fraction of theirs (the same rounds)."""
+    lines = []
+    for (shape, dtype), floor in products.items():
+        if not floor.ok or not floor.times:
+            continue
+        reference = gemm.get((shape, dtype))
+        share = f", {100 * floor.gflops() / reference:.1f}% of GEMM" if reference else ""
+        results = all_results.get((shape, dtype), {})
+        cells = [f"{name} {100 * floor.seconds / r.seconds:.1f}%" for name, r in results.items()
+                 if name in BACKENDS and name != "numpy" and r.ok and r.times]
+        lines.append(f"- the two d×h products alone at {shape_label(shape)} {dtype} (tiled as in the "
+                     f"Numba kernels, no elementwise work): {_fmt(1e3 * floor.seconds, 4)} ms/epoch"
+                     f"{share}; the backends at " + (", ".join(cells) or "–") + " of that speed")
+    return lines
+
+
 def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems, optimizer="gd",
-                    dtype_ratios=()):
+                    dtype_ratios=(), products=()):
     cores = usable_cores()
     lines = [
         "# shallownet training speed",
@@ -522,6 +585,8 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
     ]
     if dtype_ratios:
         lines += ["", "Both dtypes of a shape were timed in the same rounds:", ""] + list(dtype_ratios)
+    if products:
+        lines += ["", "The floor of the GEMM-bound shapes, timed in the same rounds:", ""] + list(products)
     if problems:
         lines += ["", "## Not timed", ""] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
@@ -691,6 +756,7 @@ def main(argv=None):
 
     blas_info = threadpool_info()  # before our limits, as the install configures it
     all_results = {}
+    products = {}   # (shape, dtype) -> the products-alone floor's Result
     with threadpool_limits(limits=threads, user_api="blas"):
         gemm = {}
         for dtype in dtypes:
@@ -718,6 +784,15 @@ def main(argv=None):
                 # "% of GEMM" divides rates measured in the same spells
                 references[dtype] = Result("gemm", shape, dtype, status="ok", epochs=1)
                 prepared.append((references[dtype], gemm_run(dtype, gemm_size)))
+                numba_result = results.get("numba")
+                if (numba_result is not None and numba_result.ok
+                        and products_applies(shape, args.optimizer)):
+                    floor = Result("products", shape, dtype, status="ok", epochs=numba_result.epochs)
+                    try:
+                        prepared.append((floor, products_run(X, shape[2], threads)))
+                    except Exception as exc:
+                        _fail(floor, exc)
+                    products[(shape, dtype)] = floor
                 shape_results[dtype] = results
             time_round_robin(prepared, args.repeats)
             del prepared, data, X, y
@@ -727,6 +802,10 @@ def main(argv=None):
                     gemm[(shape, dtype)] = gemm_rate(reference.seconds, gemm_size)
                     _log(f"{shape_label(shape):>16} {dtype}    GEMM: "
                          f"{gemm[(shape, dtype)]:10.4g} GFLOP/s in this shape's rounds")
+                floor = products.get((shape, dtype))
+                if floor is not None:
+                    _log(f"{shape_label(shape):>16} {dtype} products: "
+                         + (f"{1e3 * floor.seconds:10.4g} ms/epoch" if floor.ok else f"ERROR {floor.reason}"))
                 for name, r in results.items():
                     if name in missing:
                         continue
@@ -744,8 +823,10 @@ def main(argv=None):
 
     table = render_table(table_rows(all_results, gemm))
     dtype_ratios = dtype_ratio_lines(all_results)
+    floor_lines = products_lines(products, all_results, gemm)
     problems = [f"{name}: not available: {why}" for name, why in missing.items()]
     errors = [r for results in all_results.values() for r in results.values() if r.status == "error"]
+    errors += [r for r in products.values() if r.status == "error"]
     problems += [f"{r.name} at {shape_label(r.shape)} {r.dtype}: error: {r.reason}" for r in errors]
     # float32 steps differ from float64 ones by rounding of ~1e-7 relative; 1e-3 means a wrong gradient
     tolerance = {"float64": 1e-8, "float32": 1e-3}
@@ -760,7 +841,7 @@ def main(argv=None):
                       for dt, v in gemm.items()))
     print(f"GFLOP/s count 2 n h (2 d + 3 k) per epoch; vs X = X's ms/epoch / this row's (> 1: faster)")
     print(table)
-    for line in dtype_ratios:
+    for line in dtype_ratios + floor_lines:
         print(line)
     for p in problems:
         print(f"note: {p}")
@@ -769,7 +850,7 @@ def main(argv=None):
         args_line = "python -m shallownet.bench " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems,
-                                    args.optimizer, dtype_ratios))
+                                    args.optimizer, dtype_ratios, floor_lines))
         _log(f"wrote {args.markdown}")
     if args.plot:
         why_not = write_plot(args.plot, all_results, dtypes, threads)
