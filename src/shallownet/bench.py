@@ -348,26 +348,20 @@ def products_run(X, hidden, threads):
     Numba kernels' GEMM path chunks and tiles them
     (``_numba_kernels.products_only``; BLAS on one thread per worker),
     compiled and warmed up here: the floor of those shapes' epochs."""
-    import numba
-
     from . import _numba_kernels as kernels
+    from .backends import numba as numba_backend
 
     n, d = X.shape
     W1 = (np.random.default_rng(SEED).standard_normal((d, hidden)) / math.sqrt(d)).astype(X.dtype)
     n_chunks, _, _, _, tile_rows = kernels._plan(n, d, hidden, K)
-    workers = max(1, min(threads, n_chunks, numba.config.NUMBA_NUM_THREADS))
-    buf_G = np.empty((workers, tile_rows * hidden), X.dtype)
+    buf_G = np.empty((min(threads, n_chunks), tile_rows * hidden), X.dtype)
     chunk_W1 = np.empty((n_chunks, d, hidden), X.dtype)
 
     def run(epochs):
-        previous = numba.get_num_threads()
-        with threadpool_limits(limits=1, user_api="blas"):
-            numba.set_num_threads(workers)
-            try:
-                for _ in range(epochs):
-                    kernels.products_only(X, W1, workers, buf_G, chunk_W1)
-            finally:
-                numba.set_num_threads(previous)
+        with threadpool_limits(limits=1, user_api="blas"), \
+                numba_backend.threads(min(threads, n_chunks)) as workers:
+            for _ in range(epochs):
+                kernels.products_only(X, W1, workers, buf_G, chunk_W1)
     run(1)
     return run
 
