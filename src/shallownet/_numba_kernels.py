@@ -632,6 +632,21 @@ def _activate_rows(G, A, b1, code):
             Ai[j], Gi[j] = _activation(Gi[j] + b1[j], code)
 
 
+@njit(inline="always", **_JIT)
+def _tile_forward_product(X_t, W1, G):
+    """G = X_t W1 for a row-major tile (BLAS sees G^T = W1^T X_t^T)."""
+    d, h = W1.shape
+    _gemm(_N, _N, h, X_t.shape[0], d, W1, h, X_t, d, 0.0, G, h)
+
+
+@njit(inline="always", **_JIT)
+def _tile_dW1_product(X_t, G, grad_W1, first):
+    """grad_W1 = X_t^T G when ``first`` (beta = 0: no zeroing), else
+    grad_W1 += X_t^T G (BLAS sees grad_W1^T (+)= G^T X_t)."""
+    d, h = grad_W1.shape
+    _gemm(_N, _T, h, d, X_t.shape[0], G, h, X_t, d, 0.0 if first else 1.0, grad_W1, h)
+
+
 @njit(**_JIT)
 def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
                buf_G, buf_A, buf_R, grad_W1, grad_b1, grad_W2, grad_b2):
@@ -649,7 +664,7 @@ def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
     G = buf_G[:T * h].reshape((T, h))        # z1 - b1, then g'(z1), then dL/dz1
     A = buf_A[:T * h].reshape((T, h))        # a1, then dL/dyhat W2^T
     R = buf_R[:T * k].reshape((T, k))        # yhat - b2, then dL/dyhat
-    _gemm(_N, _N, h, T, d, W1, h, X_t, d, 0.0, G, h)               # G = X_t W1
+    _tile_forward_product(X_t, W1, G)
     if code == TANH:
         _activate_rows(G, A, b1, TANH)
     elif code == SIGMOID:
@@ -698,7 +713,7 @@ def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
                 dz = Ai[j] * Gi[j]
                 Gi[j] = dz
                 grad_b1[j] += dz
-    _gemm(_N, _T, h, d, T, G, h, X_t, d, 0.0 if first else 1.0, grad_W1, h)  # (+)= X_t^T G
+    _tile_dW1_product(X_t, G, grad_W1, first)
     return loss
 
 
@@ -779,8 +794,8 @@ def products_only(X, W1, n_workers, buf_G, chunk_W1):
                 T = min(tile_rows, end - r0)
                 X_t = X[r0:r0 + T]
                 G = buf_G[wk, :T * h].reshape((T, h))
-                _gemm(_N, _N, h, T, d, W1, h, X_t, d, 0.0, G, h)
-                _gemm(_N, _T, h, d, T, G, h, X_t, d, 0.0 if r0 == begin else 1.0, chunk_W1[c], h)
+                _tile_forward_product(X_t, W1, G)
+                _tile_dW1_product(X_t, G, chunk_W1[c], r0 == begin)
 
 
 @njit(**_JIT)

@@ -354,12 +354,13 @@ def products_run(X, hidden, threads):
     n, d = X.shape
     W1 = (np.random.default_rng(SEED).standard_normal((d, hidden)) / math.sqrt(d)).astype(X.dtype)
     n_chunks, _, _, _, tile_rows = kernels._plan(n, d, hidden, K)
-    buf_G = np.empty((min(threads, n_chunks), tile_rows * hidden), X.dtype)
+    max_workers = min(threads, n_chunks)
+    buf_G = np.empty((max_workers, tile_rows * hidden), X.dtype)
     chunk_W1 = np.empty((n_chunks, d, hidden), X.dtype)
 
     def run(epochs):
         with threadpool_limits(limits=1, user_api="blas"), \
-                numba_backend.threads(min(threads, n_chunks)) as workers:
+                numba_backend.threads(max_workers) as workers:
             for _ in range(epochs):
                 kernels.products_only(X, W1, workers, buf_G, chunk_W1)
     run(1)
