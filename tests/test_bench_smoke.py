@@ -95,3 +95,31 @@ def test_products_floor_is_timed_at_the_gemm_bound_shapes_only(capsys):
     fractions = dict(cell.split(" ") for cell in cells)
     assert set(fractions) == {"numba", "cython"}
     assert all(float(v.rstrip("%")) > 0 for v in fractions.values())
+
+
+def test_every_timed_call_waits_for_the_previous_ones_threads(monkeypatch):
+    from shallownet import bench
+    events = []
+    monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(("sleep", s)))
+
+    def make_run(name):
+        def run(epochs):
+            events.append((name, epochs))
+        return run
+    prepared = [(bench.Result(name, (1, 1, 1), "float64", status="ok", epochs=3), make_run(name))
+                for name in ("a", "b")]
+    bench.time_round_robin(prepared, 2, settle=0.25)
+    assert events == [("sleep", 0.25), ("a", 3), ("sleep", 0.25), ("b", 3)] * 2
+    assert all(len(result.times) == 2 for result, _ in prepared)
+    events.clear()
+    bench.time_round_robin(prepared, 1, settle=0)
+    assert events == [("a", 3), ("b", 3)]
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_settle_must_be_a_finite_non_negative_number(value, capsys):
+    from shallownet import bench
+    with pytest.raises(SystemExit) as exc:
+        bench.build_parser().parse_args(["--settle", value])
+    assert exc.value.code == 2
+    assert "--settle" in capsys.readouterr().err

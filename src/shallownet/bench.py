@@ -70,6 +70,13 @@ ADAM_LEARNING_RATE = 0.001   # and its default Adam step
 WARMUP_EPOCHS = 2          # epoch 1's loss is taken after one step: it checks the gradients
 SEED = 0
 MAX_EPOCHS = 100_000       # upper bound of the automatic choice of E
+# Pause before every timed call (--settle). After a multi-threaded BLAS call,
+# OpenBLAS keeps its idle worker threads spinning: measured here, one thread
+# at 100% of a core for 100-150 ms after numpy.matmul on 2 threads. Timed
+# right after the NumPy backend or the reference GEMM, an implementation
+# shared a core with that spinner for the first ~0.1 s of its call; with a
+# static schedule over 2 workers that cost it ~5% of a 1 s call.
+SETTLE_SECONDS = 0.25
 
 
 class Preset(NamedTuple):
@@ -296,15 +303,19 @@ def prepare(name, shape, X, y, threads, epochs, min_time, optimizer="gd"):
     return result, run
 
 
-def time_round_robin(prepared, repeats):
+def time_round_robin(prepared, repeats, settle=SETTLE_SECONDS):
     """Time ``repeats`` calls of every prepared implementation, one call of
     each in turn: a slow spell of a shared machine then lands on all of them
     alike, not on whichever happened to be running, so the ratios of the
-    medians stay fair."""
+    medians stay fair. Each call starts ``settle`` seconds after the one
+    before, so that it does not share the cores with the previous one's
+    idle-spinning threads (SETTLE_SECONDS)."""
     for _ in range(repeats):
         for result, run in prepared:
             if run is None or not result.ok:
                 continue
+            if settle:
+                time.sleep(settle)
             try:
                 elapsed, _ = _timed(run, result.epochs)
             except Exception as exc:
@@ -517,7 +528,7 @@ def products_lines(products, all_results, gemm):
 
 
 def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems, optimizer="gd",
-                    dtype_ratios=(), products=()):
+                    dtype_ratios=(), products=(), settle=SETTLE_SECONDS):
     cores = usable_cores()
     lines = [
         "# shallownet training speed",
@@ -547,8 +558,12 @@ def render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, probl
         "X standard normal, y = sin(X w) + 0.1 noise. Each implementation: one warm-up call of "
         f"{WARMUP_EPOCHS} epochs (not timed; compilation excluded) and a choice of `epochs`; then "
         "`repeats` rounds in which every implementation makes one timed call of `epochs` epochs in "
-        "turn (so a slow spell of the machine hits all alike); ms/epoch is the median over the rounds "
-        "of call time / epochs, spread is (max - min) / median.",
+        "turn (so a slow spell of the machine hits all alike)"
+        + (f", each call {settle:g} s after the one before (so that it does not share the cores "
+           "with the previous one's idle-spinning BLAS threads)" if settle else
+           ", each call straight after the one before (--settle 0)")
+        + "; ms/epoch is the median over the rounds of call time / epochs, spread is "
+        "(max - min) / median.",
         "",
         "- vs X: speed-up over X measured in this run (X's ms/epoch / this row's); > 1 is faster.",
         "- GFLOP/s count the matrix products only: 2 n h (2 d + 3 k) per epoch "
@@ -671,6 +686,16 @@ def _parse_names(tokens):
     return [n for n in ALL_IMPLEMENTATIONS if n in names]  # table order, no duplicates
 
 
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -717,6 +742,10 @@ def build_parser():
                              f"shuffled minibatches of {ADAM_BATCH} (scikit-learn's default MLPRegressor)")
     parser.add_argument("--backends", nargs="+", default=list(ALL_IMPLEMENTATIONS), metavar="NAME",
                         help=f"implementations to run, from {', '.join(ALL_IMPLEMENTATIONS)} (default all)")
+    parser.add_argument("--settle", type=_non_negative_float, default=SETTLE_SECONDS, metavar="SECONDS",
+                        help="pause before every timed call, so that the previous implementation's "
+                             "idle threads (OpenBLAS spins ~0.1 s after a call) are asleep "
+                             f"(default {SETTLE_SECONDS}; 0: none)")
     parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
                         help="size of the reference GEMM (default 4096, or 1024 for quick only)")
     parser.add_argument("--markdown", metavar="PATH", help="write the results with machine info as Markdown")
@@ -789,7 +818,7 @@ def main(argv=None):
                         _fail(floor, exc)
                     products[(shape, dtype)] = floor
                 shape_results[dtype] = results
-            time_round_robin(prepared, args.repeats)
+            time_round_robin(prepared, args.repeats, args.settle)
             del prepared, data, X, y
             for dtype, results in shape_results.items():
                 reference = references[dtype]
@@ -845,7 +874,7 @@ def main(argv=None):
         args_line = "python -m shallownet.bench " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(render_markdown(args_line, table, gemm, gemm_size, threads, blas_info, problems,
-                                    args.optimizer, dtype_ratios, floor_lines))
+                                    args.optimizer, dtype_ratios, floor_lines, args.settle))
         _log(f"wrote {args.markdown}")
     if args.plot:
         why_not = write_plot(args.plot, all_results, dtypes, threads)
