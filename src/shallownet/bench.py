@@ -15,7 +15,9 @@ rate 0.01) and the time of one epoch is measured as follows:
   implementation so that one call lasts at least ``--min-time`` seconds (or
   fixed with ``--epochs``). The reported time is the median over the repeats
   of (call time) / E, so fit()'s fixed cost (validation, initialisation) is
-  included but spread over E epochs.
+  included but spread over E epochs. Each timed call starts ``--settle``
+  seconds (0.25) after the one before it, so that it does not share the
+  cores with the previous implementation's idle-spinning BLAS threads.
 
 Implementations: the shallownet backends that load (``available_backends()``;
 the others are listed as "not available", never timed), scikit-learn's
