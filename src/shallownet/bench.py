@@ -76,8 +76,11 @@ MAX_EPOCHS = 100_000       # upper bound of the automatic choice of E
 # OpenBLAS keeps its idle worker threads spinning: measured here, one thread
 # at 100% of a core for 100-150 ms after numpy.matmul on 2 threads. Timed
 # right after the NumPy backend or the reference GEMM, an implementation
-# shared a core with that spinner for the first ~0.1 s of its call; with a
-# static schedule over 2 workers that cost it ~5% of a 1 s call.
+# shared a core with that spinner for the first ~0.1 s of its call. At
+# (20000, 784, 256): the products-alone floor timed straight after the
+# GEMM ran at 75% of its rate, 88.6% with a pause; Numba's median epoch,
+# timed after the NumPy backend, was 317.3 ms without and 277.4 ms with
+# this pause (benches/RESULTS.md, runs Y-AB).
 SETTLE_SECONDS = 0.25
 
 
