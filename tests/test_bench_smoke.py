@@ -116,10 +116,12 @@ def test_every_timed_call_waits_for_the_previous_ones_threads(monkeypatch):
     assert events == [("a", 3), ("b", 3)]
 
 
+@pytest.mark.parametrize("option", ["--settle", "--min-time"])
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
-def test_settle_must_be_a_finite_non_negative_number(value, capsys):
+def test_durations_must_be_finite_non_negative_numbers(option, value, capsys):
     from shallownet import bench
     with pytest.raises(SystemExit) as exc:
-        bench.build_parser().parse_args(["--settle", value])
+        bench.build_parser().parse_args([option, value])
     assert exc.value.code == 2
-    assert "--settle" in capsys.readouterr().err
+    assert option in capsys.readouterr().err
+    assert getattr(bench.build_parser().parse_args([option, "0.5"]), option[2:].replace("-", "_")) == 0.5

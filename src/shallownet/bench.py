@@ -733,7 +733,7 @@ def build_parser():
                              "1000x1x16 (default: quick)")
     parser.add_argument("--epochs", type=_positive_int_or("auto"), default=None, metavar="E|auto",
                         help="epochs per timed call (default auto: each call lasts --min-time)")
-    parser.add_argument("--min-time", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--min-time", type=_non_negative_float, default=None, metavar="SECONDS",
                         help="with --epochs auto, the least duration of a timed call "
                              f"(default: {PRESETS['quick'].min_time} for quick only, else "
                              f"{EXPLICIT_SHAPES_MIN_TIME})")
