@@ -160,6 +160,29 @@ def test_partial_fit_continues_like_one_fit(backend):
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("optimizer", [
+    dict(optimizer="adam", batch_size=100), dict(optimizer="sgd", momentum=0.9, nesterov=True),
+    dict(optimizer="sgd", momentum=0.9, batch_size=64, shuffle=True, alpha=1e-3)])
+def test_continuing_on_blas_tiles_is_one_fit(backend, optimizer):
+    # d x h = 4096: both compiled backends take their BLAS tiles, and the
+    # Numba kernel holds W1 and its optimizer moments transposed within a
+    # call; two callbacks and three partial fits must hand them on exactly
+    X, y = make_problem(300, 64, 2, seed=4)
+    kwargs = dict(hidden=64, learning_rate=0.01, random_state=1, backend=backend, **optimizer)
+    whole = shallownet.fit(X, y, epochs=7, **kwargs)
+    seen = []
+    model = shallownet.fit(X, y, epochs=4, callback=lambda e, loss, p: seen.append(e),
+                           callback_every=2, **kwargs)
+    assert seen == [1, 3]
+    for _ in range(3):
+        model.partial_fit(X, y)
+    np.testing.assert_array_equal(model.loss_curve, whole.loss_curve)
+    for p, q in zip(model.params, whole.params):
+        np.testing.assert_array_equal(p, q)
+    if backend != "numpy":
+        _compare(whole, shallownet.fit(X, y, epochs=7, **dict(kwargs, backend="numpy")), RTOL64)
+
+
 def test_orders_drawn_ahead_change_nothing(backend, monkeypatch):
     # blocks of 2 epochs, so the next block's orders are drawn on the helper
     # thread; a run stopped by its callback must leave the shuffle RNG where

@@ -87,10 +87,12 @@ EXPLICIT_CHUNK_OPS = 4096 * 35
 SMALL_TILE_BYTES = 256 * 1024
 SMALL_TILE_MIN_ROWS = 64
 SMALL_TILE_MAX_ROWS = 4096
-# - BLAS GEMMs (_gemm) on row-major tiles, otherwise: T = 256 rows was the
-#   fastest of 128 ... 2048 at (n, d, h) = (50000, 10, 32), (50000, 100, 128)
-#   and (20000, 784, 256), though within a few percent of 384 ... 1024; at
-#   2048 the tile buffers leave L2 and it was 15-20% slower.
+# - BLAS GEMMs (_gemm) on transposed tiles (h x T), otherwise, with W1 and
+#   its gradient transposed (h x d): OpenBLAS packs those layouts with
+#   cheaper copies (_tile_gemm). T = 256 rows was the fastest of 128 ...
+#   2048 at (n, d, h) = (50000, 10, 32), (50000, 100, 128) and
+#   (20000, 784, 256) (row-major tiles), though within a few percent of
+#   384 ... 1024; at 2048 the tile buffers leave L2 and it was 15-20% slower.
 GEMM_TILE_ROWS = 256
 _AVX512 = bool(get_host_cpu_features().get("avx512f", False))
 GEMM_MIN_HIDDEN = 16
@@ -623,97 +625,122 @@ def _tile_explicit(XT, YT, w, r0, T, W1, b1, W2, b2, code, scale,
 # ---------------------------------------------------------------- GEMM tiles
 
 @njit(inline="always", **_JIT)
-def _activate_rows(G, A, b1, code):
-    """A = g(G + b1), G := g'(G + b1), row by row."""
-    for i in range(G.shape[0]):
-        Gi = G[i]
-        Ai = A[i]
-        for j in range(Gi.shape[0]):
-            Ai[j], Gi[j] = _activation(Gi[j] + b1[j], code)
+def _activate_units(G, A, b1, code):
+    """A = g(G + b1), G := g'(G + b1) for a transposed tile: row j is hidden unit j."""
+    for j in range(G.shape[0]):
+        Gj = G[j]
+        Aj = A[j]
+        bj = b1[j]
+        for i in range(Gj.shape[0]):
+            Aj[i], Gj[i] = _activation(Gj[i] + bj, code)
 
 
 @njit(inline="always", **_JIT)
-def _tile_forward_product(X_t, W1, G):
-    """G = X_t W1 for a row-major tile (BLAS sees G^T = W1^T X_t^T)."""
-    d, h = W1.shape
-    _gemm(_N, _N, h, X_t.shape[0], d, W1, h, X_t, d, 0.0, G, h)
+def _tile_forward_product(X_t, W1T, G):
+    """G = (X_t W1)^T, h x T row-major, from W1T = W1^T (h x d): BLAS sees
+    the column-major T x h product X_t W1 as X_t^T transposed times W1T."""
+    h, d = W1T.shape
+    T = X_t.shape[0]
+    _gemm(_T, _N, T, h, d, X_t, d, W1T, d, 0.0, G, T)
 
 
 @njit(inline="always", **_JIT)
-def _tile_dW1_product(X_t, G, grad_W1, first):
-    """grad_W1 = X_t^T G when ``first`` (beta = 0: no zeroing), else
-    grad_W1 += X_t^T G (BLAS sees grad_W1^T (+)= G^T X_t)."""
-    d, h = grad_W1.shape
-    _gemm(_N, _T, h, d, X_t.shape[0], G, h, X_t, d, 0.0 if first else 1.0, grad_W1, h)
+def _tile_dW1_product(X_t, G, grad_W1T, first):
+    """grad_W1T = (X_t^T G^T)^T (h x d) when ``first`` (beta = 0: no
+    zeroing), else grad_W1T += it: BLAS sees the column-major d x h
+    X_t^T G^T, as X_t (d x T) times G (T x h), neither transposed."""
+    h, d = grad_W1T.shape
+    T = X_t.shape[0]
+    _gemm(_N, _N, d, h, T, X_t, d, G, T, 0.0 if first else 1.0, grad_W1T, d)
+
+
+@njit(**_JIT_ROW_SUM)
+def _backward_units_k1(G, A, D, w2, grad_b1, grad_w2):
+    """k = 1, a transposed tile: G := dL/dz1 = (D w2_j) g' row by row (row j
+    is hidden unit j), grad_b1[j] += its sum, grad_w2[j] += sum a1 D."""
+    for j in range(G.shape[0]):
+        Gj = G[j]
+        Aj = A[j]
+        w2j = w2[j]
+        sum_dz = 0.0
+        sum_a_D = 0.0
+        for i in range(Gj.shape[0]):
+            dz = (D[i] * w2j) * Gj[i]
+            Gj[i] = dz
+            sum_dz += dz
+            sum_a_D += Aj[i] * D[i]
+        grad_b1[j] += sum_dz
+        grad_w2[j] += sum_a_D
+
+
+@njit(**_JIT_ROW_SUM)
+def _backward_units(G, A, grad_b1):
+    """k > 1, a transposed tile: G := dL/dz1 = A g' (A holding dL/da1),
+    grad_b1[j] += row j's sum."""
+    for j in range(G.shape[0]):
+        Gj = G[j]
+        Aj = A[j]
+        sum_dz = 0.0
+        for i in range(Gj.shape[0]):
+            dz = Aj[i] * Gj[i]
+            Gj[i] = dz
+            sum_dz += dz
+        grad_b1[j] += sum_dz
 
 
 @njit(**_JIT)
-def _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, first,
-               buf_G, buf_A, buf_R, grad_W1, grad_b1, grad_W2, grad_b2):
+def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, W2T, b2, code, scale, first,
+               buf_G, buf_A, buf_R, grad_W1T, grad_b1, grad_W2, grad_b2):
     """One tile of T rows from r0: the products are BLAS GEMMs, the
-    elementwise work is fused around them.
+    elementwise work is fused around them, on the tile transposed (row j of
+    G, A and R is hidden unit or output j), so that every loop runs along
+    the T rows. W1 and its gradient are transposed too (W1T, grad_W1T:
+    h x d): with these layouts OpenBLAS packs its operands with cheaper
+    copies (benches/RESULTS.md).
 
     Adds the tile's gradients to grad_*, returns its weighted sum of squared
-    residuals; the chunk's first tile writes grad_W1 instead (beta = 0: no
-    zeroing of the d x h accumulator). The row-major arrays are the
-    column-major transposes BLAS sees: row-major P = Q S is P^T = S^T Q^T.
+    residuals; the chunk's first tile writes grad_W1T instead (beta = 0: no
+    zeroing of the h x d accumulator).
     """
-    d, h = W1.shape
+    h, d = W1T.shape
     k = W2.shape[1]
     X_t = X[r0:r0 + T]
-    G = buf_G[:T * h].reshape((T, h))        # z1 - b1, then g'(z1), then dL/dz1
-    A = buf_A[:T * h].reshape((T, h))        # a1, then dL/dyhat W2^T
-    R = buf_R[:T * k].reshape((T, k))        # yhat - b2, then dL/dyhat
-    _tile_forward_product(X_t, W1, G)
+    G = buf_G[:h * T].reshape((h, T))        # z1 - b1, then g'(z1), then dL/dz1
+    A = buf_A[:h * T].reshape((h, T))        # a1, then (k > 1) dL/da1
+    R = buf_R[:k * T].reshape((k, T))        # yhat, then dL/dyhat
+    _tile_forward_product(X_t, W1T, G)
     if code == TANH:
-        _activate_rows(G, A, b1, TANH)
+        _activate_units(G, A, b1, TANH)
     elif code == SIGMOID:
-        _activate_rows(G, A, b1, SIGMOID)
+        _activate_units(G, A, b1, SIGMOID)
     elif code == RELU:
-        _activate_rows(G, A, b1, RELU)
+        _activate_units(G, A, b1, RELU)
     else:
-        _activate_rows(G, A, b1, IDENTITY)
-    np.dot(A, W2, R)
-    loss = 0.0
-    for i in range(T):
-        wi = w[r0 + i]
-        scale_i = scale * wi
-        for c in range(k):
-            res = R[i, c] + b2[c] - Y[r0 + i, c]
-            v = np.float64(res)
-            loss += (np.float64(wi) * v) * v
-            R[i, c] = scale_i * res
-    for i in range(T):
-        for c in range(k):
-            grad_b2[c] += R[i, c]
-    # dL/dz1 = (dL/dyhat W2^T) g'(z1) over G, with grad_b1's column sums in
-    # the same pass (loops along h: this path is taken for h >= 16 or a large d*h)
+        _activate_units(G, A, b1, IDENTITY)
+    for c in range(k):
+        R[c, :] = b2[c]
     if k == 1:
-        # and grad_W2 += A^T R in the same pass: as a GEMM with m = 1 (np.dot
-        # called GEMV for it) it made the epoch 4% slower at
-        # (100000, 100, 128) and 11% at (1000000, 10, 64)
-        w2 = W2T[0]
-        gw2 = grad_W2.reshape(-1)
-        for i in range(T):
-            Gi = G[i]
-            Ai = A[i]
-            D = R[i, 0]
-            for j in range(h):
-                dz = (D * w2[j]) * Gi[j]
-                Gi[j] = dz
-                grad_b1[j] += dz
-                gw2[j] += Ai[j] * D
+        R0 = R[0]
+        for j in range(h):
+            w2j = W2[j, 0]
+            Aj = A[j]
+            for i in range(T):
+                R0[i] += w2j * Aj[i]
     else:
-        _gemm(_N, _T, k, h, T, R, k, A, h, 1.0, grad_W2, k)        # grad_W2 += A^T R
-        np.dot(R, W2T, A)
-        for i in range(T):
-            Gi = G[i]
-            Ai = A[i]
-            for j in range(h):
-                dz = Ai[j] * Gi[j]
-                Gi[j] = dz
-                grad_b1[j] += dz
-    _tile_dW1_product(X_t, G, grad_W1, first)
+        _gemm(_N, _T, T, k, h, A, T, W2, k, 1.0, R, T)       # R += (A^T W2)^T
+    loss = 0.0
+    w_t = w[r0:r0 + T]
+    for c in range(k):
+        loss_c, sum_D = _residual(R[c], Y[r0:r0 + T, c], w_t, scale)
+        loss += loss_c
+        grad_b2[c] += sum_D
+    if k == 1:
+        _backward_units_k1(G, A, R[0], W2T[0], grad_b1, grad_W2.reshape(-1))
+    else:
+        _gemm(_T, _N, k, h, T, R, T, A, T, 1.0, grad_W2, k)   # grad_W2 += A R^T
+        _gemm(_N, _N, T, h, k, R, T, W2, k, 0.0, A, T)        # A = (R^T W2^T)^T = W2 R
+        _backward_units(G, A, grad_b1)
+    _tile_dW1_product(X_t, G, grad_W1T, first)
     return loss
 
 
@@ -782,10 +809,12 @@ def products_only(X, W1, n_workers, buf_G, chunk_W1):
     the chunks and tiles of the GEMM path (G = X_t W1, then dW1 (+)= X_t^T G
     for each tile): the least time that path's epoch could take, which
     ``shallownet.bench`` times beside the kernels. buf_G is
-    (n_workers, tile_rows * h) and chunk_W1 (n_chunks, d, h), from _plan."""
+    (n_workers, tile_rows * h) and chunk_W1 (n_chunks, d, h), from _plan.
+    W1 is transposed first, as a run of the kernels does once."""
     n, d = X.shape
     h = W1.shape[1]
     n_chunks, chunk_rows, tile_rows, _, _ = _plan(n, d, h, 1)
+    W1T = np.ascontiguousarray(W1.T)
     for wk in prange(n_workers):
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
             begin = c * chunk_rows
@@ -793,9 +822,9 @@ def products_only(X, W1, n_workers, buf_G, chunk_W1):
             for r0 in range(begin, end, tile_rows):
                 T = min(tile_rows, end - r0)
                 X_t = X[r0:r0 + T]
-                G = buf_G[wk, :T * h].reshape((T, h))
-                _tile_forward_product(X_t, W1, G)
-                _tile_dW1_product(X_t, G, chunk_W1[c], r0 == begin)
+                G = buf_G[wk, :T * h].reshape((h, T))
+                _tile_forward_product(X_t, W1T, G)
+                _tile_dW1_product(X_t, G, chunk_W1[c].reshape((h, d)), r0 == begin)
 
 
 @njit(**_JIT)
@@ -900,14 +929,20 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     w_batch, at = _v1(buf, at, rows if gather else 0)
     buf_T, at = _v2(buf, at, n_workers, buf_t)
     W2T, at = _v2(buf, at, k, h)
+    # the GEMM path holds W1, its gradients and its optimizer state
+    # transposed (h x d) for a run (train, loss_and_gradients)
+    r1, c1 = (h, d) if use_gemm else (d, h)
+    W1T, at = _v2(buf, at, h if use_gemm else 0, d if use_gemm else 0)
+    mW1T, at = _v2(buf, at, h if use_gemm else 0, d if use_gemm else 0)
+    vW1T, at = _v2(buf, at, h if use_gemm else 0, d if use_gemm else 0)
     buf_G, at = _v2(buf, at, n_workers, tile_rows * h)
     buf_A, at = _v2(buf, at, n_workers, tile_rows * h)
     buf_R, at = _v2(buf, at, n_workers, tile_rows * k)
-    chunk_W1, at = _v3(buf, at, n_chunks, d, h)
+    chunk_W1, at = _v3(buf, at, n_chunks, r1, c1)
     chunk_b1, at = _v2(buf, at, n_chunks, h)
     chunk_W2, at = _v3(buf, at, n_chunks, h, k)
     chunk_b2, at = _v2(buf, at, n_chunks, k)
-    grad_W1, at = _v2(buf, at, d, h)
+    grad_W1, at = _v2(buf, at, r1, c1)
     grad_b1, at = _v1(buf, at, h)
     grad_W2, at = _v2(buf, at, h, k)
     grad_b2, at = _v1(buf, at, k)
@@ -917,7 +952,7 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     unit_weights, at64 = _v1(buf64, at64, 1)
     workspace = (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch, W2T,
                  (buf_G, buf_A, buf_R, buf_T),
-                 (chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss))
+                 (chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss), (W1T, mW1T, vW1T))
     return (workspace, (grad_W1, grad_b1, grad_W2, grad_b2), batch_weight, unit_weights,
             (at, at64))
 
@@ -979,11 +1014,13 @@ def _gradients(X, Y, XT, YT, w, source, row0, m, weight, W1, b1, W2, b2, code, a
     (explicit path), whose weights sum to ``weight`` > 0; returns L_B. A
     shuffled batch's chunks first gather its rows there from source =
     (X_all, Y_all, order, X_batch, Y_batch, XT, YT); rows in order pass an
-    empty order."""
-    (max_workers, _, _, _, _, _, _, W2T, buffers, chunks) = workspace
+    empty order. W1 and grad_W1 are in the path's layout: d x h on the
+    explicit path, transposed (h x d) on the GEMM path."""
+    (max_workers, _, _, _, _, _, _, W2T, buffers, chunks, _) = workspace
     buf_G, buf_A, buf_R, buf_T = buffers
     chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss = chunks
-    d, h = W1.shape
+    h = b1.shape[0]
+    d = W1.size // h
     k = W2.shape[1]
     n_chunks, chunk_rows, tile_rows, use_gemm, _ = _plan(m, d, h, k)
     # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
@@ -1218,6 +1255,19 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
         raise ValueError("shallownet: the Numba kernel's buffers are too small for this run")
     XT, YT, X_batch, Y_batch, w_batch = workspace[2:7]
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
+    use_gemm = workspace[1]
+    W1T, mW1T, vW1T = workspace[10]
+    moments = 2 if optimizer == ADAM else 1 if momentum != 0.0 else 0
+    if use_gemm:
+        # the GEMM path's layout for the whole call (_untranspose undoes it)
+        W1T[:, :] = W1.T
+        if moments >= 1:
+            mW1T[:, :] = mW1.T
+        if moments == 2:
+            vW1T[:, :] = vW1.T
+        P1, mP1, vP1 = W1T, mW1T, vW1T
+    else:
+        P1, mP1, vP1 = W1, mW1, vW1
     # unit weights: a shuffled batch's weights are all ones, set once here
     # rather than gathered (200 random reads a batch) before every batch
     unit_weights = gather and unit[0] == 1.0
@@ -1244,26 +1294,40 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
                         continue
                 loss = _gradients(X_batch, Y_batch, XT, YT, w_batch,
                                   (X, Y, order, X_batch, Y_batch, XT, YT), row0, m, weight,
-                                  W1, b1, W2, b2, code, alpha, workspace,
+                                  P1, b1, W2, b2, code, alpha, workspace,
                                   grad_W1, grad_b1, grad_W2, grad_b2)
             else:
                 weight = batch_weight[batch]
                 if weight == 0.0:
                     continue
                 loss = _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT),
-                                  row0, m, weight, W1, b1, W2, b2, code, alpha, workspace,
+                                  row0, m, weight, P1, b1, W2, b2, code, alpha, workspace,
                                   grad_W1, grad_b1, grad_W2, grad_b2)
             if not np.isfinite(loss):
                 losses[start + epoch] = loss
+                _untranspose(use_gemm, moments, W1, mW1, vW1, W1T, mW1T, vW1T)
                 return epoch
             epoch_loss += loss * weight
             epoch_weight += weight
             t[0] += 1
-            _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
-                  mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
+            _step(P1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
+                  mP1, mb1, mW2, mb2, vP1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
                   nesterov, beta1, beta2, epsilon)
         losses[start + epoch] = epoch_loss / epoch_weight
+    _untranspose(use_gemm, moments, W1, mW1, vW1, W1T, mW1T, vW1T)
     return count
+
+
+@njit(**_JIT)
+def _untranspose(use_gemm, moments, W1, mW1, vW1, W1T, mW1T, vW1T):
+    """Back from the GEMM path's layout: W1 (and its first ``moments``
+    optimizer moments) from their transposed copies."""
+    if use_gemm:
+        W1[:, :] = W1T.T
+        if moments >= 1:
+            mW1[:, :] = mW1T.T
+        if moments == 2:
+            vW1[:, :] = vW1T.T
 
 
 @njit(**_JIT)
@@ -1276,10 +1340,21 @@ def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
     buf = np.empty(sizes[0], W1.dtype)
     buf64 = np.empty(sizes[1], np.float64)
     prepare(X, Y, w, W1, n, n_threads, False, buf, buf64)
-    workspace, _, batch_weight, _, _ = _carve(buf, buf64, n, d, W1.shape[1], Y.shape[1], n,
-                                              n_threads, False)
+    workspace, grads, batch_weight, _, _ = _carve(buf, buf64, n, d, W1.shape[1], Y.shape[1],
+                                                  n, n_threads, False)
     XT, YT, X_batch, Y_batch = workspace[2:6]
     no_order = _no_order()
-    return _gradients(X, Y, XT, YT, w, (X, Y, no_order, X_batch, Y_batch, XT, YT), n - n, n,
-                      batch_weight[0], W1, b1, W2, b2, code, alpha, workspace,
-                      grad_W1, grad_b1, grad_W2, grad_b2)
+    source = (X, Y, no_order, X_batch, Y_batch, XT, YT)
+    if not workspace[1]:
+        return _gradients(X, Y, XT, YT, w, source, n - n, n, batch_weight[0],
+                          W1, b1, W2, b2, code, alpha, workspace,
+                          grad_W1, grad_b1, grad_W2, grad_b2)
+    # the GEMM path's layout: W1 and its gradient transposed
+    W1T = workspace[10][0]
+    grad_W1T = grads[0]
+    W1T[:, :] = W1.T
+    loss = _gradients(X, Y, XT, YT, w, source, n - n, n, batch_weight[0],
+                      W1T, b1, W2, b2, code, alpha, workspace,
+                      grad_W1T, grad_b1, grad_W2, grad_b2)
+    grad_W1[:, :] = grad_W1T.T
+    return loss
