@@ -905,9 +905,11 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     arguments: for batches of at most ``rows`` rows the per-worker tile
     buffers and per-chunk accumulators; the transposed X and Y of the
     explicit loops (all of X, or with ``gather`` a batch's rows); the
-    row-major batch buffers of the GEMM path with ``gather``; the gathered
-    weights; the four gradients. In ``buf64``: the chunks' losses, each
-    in-order batch's weight sum, and whether every sample weight is 1.
+    row-major batch buffers of the GEMM path with ``gather``; the GEMM
+    path's transposed W1 and moments; the gathered weights; the four
+    gradients (dW1 transposed on the GEMM path, as the chunks' dW1). In
+    ``buf64``: the chunks' losses, each in-order batch's weight sum, and
+    whether every sample weight is 1.
     Also returns the sizes the views need, (elements of buf, of buf64)."""
     n_chunks, _, _, use_gemm, tile_rows = _plan(rows, d, h, k)
     n_workers = max(1, min(n_threads, n_chunks))
@@ -929,12 +931,13 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     w_batch, at = _v1(buf, at, rows if gather else 0)
     buf_T, at = _v2(buf, at, n_workers, buf_t)
     W2T, at = _v2(buf, at, k, h)
-    # the GEMM path holds W1, its gradients and its optimizer state
-    # transposed (h x d) for a run (train, loss_and_gradients)
+    # the GEMM path holds W1, its gradients and its optimizer moments
+    # transposed (h x d) within a call (train, loss_and_gradients)
     r1, c1 = (h, d) if use_gemm else (d, h)
-    W1T, at = _v2(buf, at, h if use_gemm else 0, d if use_gemm else 0)
-    mW1T, at = _v2(buf, at, h if use_gemm else 0, d if use_gemm else 0)
-    vW1T, at = _v2(buf, at, h if use_gemm else 0, d if use_gemm else 0)
+    t1, u1 = (h, d) if use_gemm else (0, 0)
+    W1T, at = _v2(buf, at, t1, u1)
+    mW1T, at = _v2(buf, at, t1, u1)
+    vW1T, at = _v2(buf, at, t1, u1)
     buf_G, at = _v2(buf, at, n_workers, tile_rows * h)
     buf_A, at = _v2(buf, at, n_workers, tile_rows * h)
     buf_R, at = _v2(buf, at, n_workers, tile_rows * k)
