@@ -1262,12 +1262,8 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
     W1T, mW1T, vW1T = workspace[10]
     moments = 2 if optimizer == ADAM else 1 if momentum != 0.0 else 0
     if use_gemm:
-        # the GEMM path's layout for the whole call (_untranspose undoes it)
-        W1T[:, :] = W1.T
-        if moments >= 1:
-            mW1T[:, :] = mW1.T
-        if moments == 2:
-            vW1T[:, :] = vW1.T
+        # the GEMM path's layout for the whole call, undone before returning
+        _copy_transposed(moments, W1T, mW1T, vW1T, W1, mW1, vW1)
         P1, mP1, vP1 = W1T, mW1T, vW1T
     else:
         P1, mP1, vP1 = W1, mW1, vW1
@@ -1308,7 +1304,8 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
                                   grad_W1, grad_b1, grad_W2, grad_b2)
             if not np.isfinite(loss):
                 losses[start + epoch] = loss
-                _untranspose(use_gemm, moments, W1, mW1, vW1, W1T, mW1T, vW1T)
+                if use_gemm:
+                    _copy_transposed(moments, W1, mW1, vW1, W1T, mW1T, vW1T)
                 return epoch
             epoch_loss += loss * weight
             epoch_weight += weight
@@ -1317,20 +1314,20 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
                   mP1, mb1, mW2, mb2, vP1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
                   nesterov, beta1, beta2, epsilon)
         losses[start + epoch] = epoch_loss / epoch_weight
-    _untranspose(use_gemm, moments, W1, mW1, vW1, W1T, mW1T, vW1T)
+    if use_gemm:
+        _copy_transposed(moments, W1, mW1, vW1, W1T, mW1T, vW1T)
     return count
 
 
 @njit(**_JIT)
-def _untranspose(use_gemm, moments, W1, mW1, vW1, W1T, mW1T, vW1T):
-    """Back from the GEMM path's layout: W1 (and its first ``moments``
-    optimizer moments) from their transposed copies."""
-    if use_gemm:
-        W1[:, :] = W1T.T
-        if moments >= 1:
-            mW1[:, :] = mW1T.T
-        if moments == 2:
-            vW1[:, :] = vW1T.T
+def _copy_transposed(moments, W1, mW1, vW1, W1_from, mW1_from, vW1_from):
+    """W1 = W1_from^T, and as much of the optimizer's moments as it keeps
+    (``moments``: 0, 1 or 2): into the GEMM path's layout or back."""
+    W1[:, :] = W1_from.T
+    if moments >= 1:
+        mW1[:, :] = mW1_from.T
+    if moments == 2:
+        vW1[:, :] = vW1_from.T
 
 
 @njit(**_JIT)
