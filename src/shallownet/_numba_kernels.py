@@ -689,7 +689,7 @@ def _backward_units(G, A, grad_b1):
 
 
 @njit(**_JIT)
-def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, W2T, b2, code, scale, first,
+def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, b2, code, scale, first,
                buf_G, buf_A, buf_R, grad_W1T, grad_b1, grad_W2, grad_b2):
     """One tile of T rows from r0: the products are BLAS GEMMs, the
     elementwise work is fused around them, on the tile transposed (row j of
@@ -735,7 +735,7 @@ def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, W2T, b2, code, scale, first,
         loss += loss_c
         grad_b2[c] += sum_D
     if k == 1:
-        _backward_units_k1(G, A, R[0], W2T[0], grad_b1, grad_W2.reshape(-1))
+        _backward_units_k1(G, A, R[0], W2.reshape(-1), grad_b1, grad_W2.reshape(-1))
     else:
         _gemm(_T, _N, k, h, T, R, T, A, T, 1.0, grad_W2, k)   # grad_W2 += A R^T
         _gemm(_N, _N, T, h, k, R, T, W2, k, 0.0, A, T)        # A = (R^T W2^T)^T = W2 R
@@ -748,7 +748,7 @@ def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, W2T, b2, code, scale, first,
 
 @njit(**_JIT)
 def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
-           W1, b1, W2, W2T, b2, code, scale, buf_G, buf_A, buf_R, buf_T,
+           W1, b1, W2, b2, code, scale, buf_G, buf_A, buf_R, buf_T,
            chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     """Chunk c of the batch of m rows from row0: its loss and gradients into
     its own accumulators, tile by tile. With a shuffled batch (source =
@@ -778,7 +778,7 @@ def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
     for r0 in range(begin, end, tile_rows):
         T = min(tile_rows, end - r0)
         if use_gemm:
-            loss += _tile_gemm(X, Y, w, r0, T, W1, b1, W2, W2T, b2, code, scale, r0 == begin,
+            loss += _tile_gemm(X, Y, w, r0, T, W1, b1, W2, b2, code, scale, r0 == begin,
                                buf_G, buf_A, buf_R,
                                grad_W1, grad_b1, grad_W2, grad_b2)
         else:
@@ -790,7 +790,7 @@ def _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
 
 @njit(parallel=True, **_JIT)
 def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_gemm,
-                     X, Y, XT, YT, w, source, W1, b1, W2, W2T, b2, code, scale,
+                     X, Y, XT, YT, w, source, W1, b1, W2, b2, code, scale,
                      buf_G, buf_A, buf_R, buf_T,
                      chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss):
     # one prange iteration per worker; a worker owns its buffers and a
@@ -798,7 +798,7 @@ def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_ge
     for wk in prange(n_workers):
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
             _chunk(c, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
-                   W1, b1, W2, W2T, b2, code, scale,
+                   W1, b1, W2, b2, code, scale,
                    buf_G[wk], buf_A[wk], buf_R[wk], buf_T[wk],
                    chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
 
@@ -930,7 +930,6 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     Y_batch, at = _v2(buf, at, batch_rows, k if batch_rows else 0)
     w_batch, at = _v1(buf, at, rows if gather else 0)
     buf_T, at = _v2(buf, at, n_workers, buf_t)
-    W2T, at = _v2(buf, at, k, h)
     # the GEMM path holds W1, its gradients and its optimizer moments
     # transposed (h x d) within a call (train, loss_and_gradients)
     r1, c1 = (h, d) if use_gemm else (d, h)
@@ -953,7 +952,7 @@ def _carve(buf, buf64, n, d, h, k, rows, n_threads, gather):
     chunk_loss, at64 = _v1(buf64, at64, n_chunks)
     batch_weight, at64 = _v1(buf64, at64, 0 if gather else n_batches)
     unit_weights, at64 = _v1(buf64, at64, 1)
-    workspace = (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch, W2T,
+    workspace = (n_workers, use_gemm, XT, YT, X_batch, Y_batch, w_batch,
                  (buf_G, buf_A, buf_R, buf_T),
                  (chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss), (W1T, mW1T, vW1T))
     return (workspace, (grad_W1, grad_b1, grad_W2, grad_b2), batch_weight, unit_weights,
@@ -1019,7 +1018,7 @@ def _gradients(X, Y, XT, YT, w, source, row0, m, weight, W1, b1, W2, b2, code, a
     (X_all, Y_all, order, X_batch, Y_batch, XT, YT); rows in order pass an
     empty order. W1 and grad_W1 are in the path's layout: d x h on the
     explicit path, transposed (h x d) on the GEMM path."""
-    (max_workers, _, _, _, _, _, _, W2T, buffers, chunks, _) = workspace
+    (max_workers, _, _, _, _, _, _, buffers, chunks, _) = workspace
     buf_G, buf_A, buf_R, buf_T = buffers
     chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss = chunks
     h = b1.shape[0]
@@ -1028,18 +1027,17 @@ def _gradients(X, Y, XT, YT, w, source, row0, m, weight, W1, b1, W2, b2, code, a
     n_chunks, chunk_rows, tile_rows, use_gemm, _ = _plan(m, d, h, k)
     # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
     scale = _like(2.0 / weight, W1)
-    W2T[:, :] = W2.T
     if n_chunks == 1:
         # one chunk: no parallel region (its start-up would dominate small
         # batches). Chunk n_chunks - 1 = 0, not the literal 0: a literal
         # argument would compile _chunk and its callees a second time
         _chunk(n_chunks - 1, row0, m, chunk_rows, tile_rows, use_gemm, X, Y, XT, YT, w, source,
-               W1, b1, W2, W2T, b2, code, scale,
+               W1, b1, W2, b2, code, scale,
                buf_G[0], buf_A[0], buf_R[0], buf_T[0],
                chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     else:
         _chunks_parallel(min(max_workers, n_chunks), n_chunks, row0, m, chunk_rows, tile_rows,
-                         use_gemm, X, Y, XT, YT, w, source, W1, b1, W2, W2T, b2, code, scale,
+                         use_gemm, X, Y, XT, YT, w, source, W1, b1, W2, b2, code, scale,
                          buf_G, buf_A, buf_R, buf_T,
                          chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
     # reduce in chunk order: the same sums whatever the number of workers
@@ -1259,7 +1257,7 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
     XT, YT, X_batch, Y_batch, w_batch = workspace[2:7]
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
     use_gemm = workspace[1]
-    W1T, mW1T, vW1T = workspace[10]
+    W1T, mW1T, vW1T = workspace[9]
     moments = 2 if optimizer == ADAM else 1 if momentum != 0.0 else 0
     if use_gemm:
         # the GEMM path's layout for the whole call, undone before returning
@@ -1350,7 +1348,7 @@ def loss_and_gradients(X, Y, w, W1, b1, W2, b2, code, alpha, n_threads,
                           W1, b1, W2, b2, code, alpha, workspace,
                           grad_W1, grad_b1, grad_W2, grad_b2)
     # the GEMM path's layout: W1 and its gradient transposed
-    W1T = workspace[10][0]
+    W1T = workspace[9][0]
     grad_W1T = grads[0]
     W1T[:, :] = W1.T
     loss = _gradients(X, Y, XT, YT, w, source, n - n, n, batch_weight[0],
