@@ -107,6 +107,16 @@ cdef enum:
     BLAS_TILE_ROWS = 2048
     # ... while the elementwise work runs on sub-tiles that stay in L2.
     BLAS_SUB_ROWS = 128
+    # Chunks of at least this many rows (with BLAS) accumulate dL/dW1
+    # transposed (h x d), as X_tile^T dL/dz1 with neither operand transposed,
+    # which OpenBLAS packs with cheaper copies: single-threaded on 2048-row
+    # tiles at (20000, 784, 256) that product ran at 96.0% of a square
+    # DGEMM's rate against 91.6% (benches/RESULTS.md). The reduction of the
+    # chunks transposes it back; below this many rows a batch is too short
+    # for that reduction to pay.
+    TRANSPOSED_W1_MIN_ROWS = 2048
+    # square blocks of that transposing reduction
+    TRANSPOSE_BLOCK = 32
     # d*h from which the two d x h products go to BLAS (measured).
     BLAS_MIN_DH = 4096
     ALIGN_BYTES = 64
@@ -122,6 +132,7 @@ ctypedef struct Plan:
     Py_ssize_t chunk_rows, n_chunks
     Py_ssize_t tile_rows       # rows of a tile (of the two GEMMs, with BLAS)
     Py_ssize_t sub_rows        # rows of the elementwise work (= tile_rows without BLAS)
+    bint transposed_W1         # the chunks accumulate dL/dW1 transposed (h x d)
     double two_over_w          # 2 / (the batch's weight sum)
     # fixed for a call, buffers sized for its largest batch
     Py_ssize_t d, h, k
@@ -172,6 +183,7 @@ cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     tiles = (plan.chunk_rows + plan.max_tile_rows - 1) // plan.max_tile_rows
     plan.tile_rows = _round_up((plan.chunk_rows + tiles - 1) // tiles, SN_LANES)
     plan.sub_rows = _sub_rows(plan)
+    plan.transposed_W1 = plan.use_blas and plan.chunk_rows >= TRANSPOSED_W1_MIN_ROWS
 
 
 cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t k,
@@ -381,10 +393,16 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
         loss[0] += _output_backward(plan, ms, msp, At, W2, b2, Wt_or_unit, Yt, Zt + s, mp,
                                     grad)
         s += plan.sub_rows
-    # grad_W1 += X^T dL/dz1: column-major grad_W1 is (h x d),
-    # += dL/dz1^T (h x m) @ X_tile (m x d)
-    _gemm(c'T', c'T', <int> h, <int> d, <int> m, 1, Zt, <int> mp,
-          X_tile, <int> d, 1, grad_W1, <int> h)
+    if plan.transposed_W1:
+        # grad_W1 holds (X^T dL/dz1)^T (h x d): column-major it is (d x h),
+        # += X_tile^T (d x m) @ dL/dz1 (m x h), neither operand transposed
+        _gemm(c'N', c'N', <int> d, <int> h, <int> m, 1, X_tile, <int> d,
+              Zt, <int> mp, 1, grad_W1, <int> d)
+    else:
+        # grad_W1 += X^T dL/dz1: column-major grad_W1 is (h x d),
+        # += dL/dz1^T (h x m) @ X_tile (m x d)
+        _gemm(c'T', c'T', <int> h, <int> d, <int> m, 1, Zt, <int> mp,
+              X_tile, <int> d, 1, grad_W1, <int> h)
 
 
 cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const floating *Y,
@@ -424,26 +442,57 @@ cdef double _loss_and_gradients(const Plan *plan, const floating *X, const float
     weighted sum of squared residuals (not yet / W_B, no penalty) and the
     gradients of the data term (with dL/dyhat = (2 w_i / W_B) R_i) into ``grad``.
     With src.order set, X, Y and w are the batch buffers the chunks gather into."""
-    cdef Py_ssize_t c, i
+    cdef Py_ssize_t c, i, first = 0
     cdef Py_ssize_t n_chunks = plan.n_chunks, stride = plan.grad_stride
     cdef double loss
     if n_chunks == 1:
         # one chunk: no parallel region, whose start-up would dominate small n
-        _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, grad, chunk_loss)
-        return chunk_loss[0]
-    for c in prange(n_chunks, schedule='static', num_threads=plan.n_workers):
-        _chunk(plan, c, X, Y, w, src, W1, b1, W2, b2,
-               scratch + threadid() * plan.scratch_stride,
-               chunk_grads + c * stride, chunk_loss + c)
+        if not plan.transposed_W1:
+            _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, grad, chunk_loss)
+            return chunk_loss[0]
+        _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads, chunk_loss)
+    else:
+        for c in prange(n_chunks, schedule='static', num_threads=plan.n_workers):
+            _chunk(plan, c, X, Y, w, src, W1, b1, W2, b2,
+                   scratch + threadid() * plan.scratch_stride,
+                   chunk_grads + c * stride, chunk_loss + c)
     # reduce in chunk order: the same sums whatever thread ran which chunk
-    for i in range(plan.n_params):
+    if plan.transposed_W1:
+        _reduce_transposed(plan.d, plan.h, n_chunks, stride, chunk_grads, grad)
+        first = plan.d * plan.h
+    for i in range(first, plan.n_params):
         grad[i] = chunk_grads[i]
     loss = chunk_loss[0]
     for c in range(1, n_chunks):
         loss += chunk_loss[c]
-        for i in range(plan.n_params):
+        for i in range(first, plan.n_params):
             grad[i] += chunk_grads[c * stride + i]
     return loss
+
+
+cdef void _reduce_transposed(Py_ssize_t d, Py_ssize_t h, Py_ssize_t n_chunks,
+                             Py_ssize_t stride, const floating *chunk_grads,
+                             floating *grad) noexcept nogil:
+    """grad[:d*h] (d x h) = the sum, in chunk order, of the chunks' first
+    d*h entries, each (dL/dW1)^T (h x d); by square blocks, so that the
+    strided reads stay in cache."""
+    cdef Py_ssize_t a0 = 0, b0, a, b, c, a_end, b_end
+    cdef const floating *part
+    while a0 < d:
+        a_end = min(a0 + <Py_ssize_t> TRANSPOSE_BLOCK, d)
+        b0 = 0
+        while b0 < h:
+            b_end = min(b0 + <Py_ssize_t> TRANSPOSE_BLOCK, h)
+            for a in range(a0, a_end):
+                for b in range(b0, b_end):
+                    grad[a * h + b] = chunk_grads[b * d + a]
+            for c in range(1, n_chunks):
+                part = chunk_grads + c * stride
+                for a in range(a0, a_end):
+                    for b in range(b0, b_end):
+                        grad[a * h + b] += part[b * d + a]
+            b0 = b_end
+        a0 = a_end
 
 
 cdef class _Workspace:
@@ -480,7 +529,9 @@ cdef class _Workspace:
 
 cdef _Workspace _allocate(const Plan *plan, Py_ssize_t gather_rows, Py_ssize_t itemsize):
     return _Workspace(plan.n_workers * plan.scratch_stride,
-                      (plan.max_chunks if plan.max_chunks > 1 else 0) * plan.grad_stride,
+                      # one chunk's too when it may accumulate dL/dW1 transposed
+                      (plan.max_chunks if plan.max_chunks > 1 or plan.use_blas else 0)
+                      * plan.grad_stride,
                       plan.grad_stride, gather_rows * (plan.d + plan.k + 1), plan.max_chunks,
                       itemsize)
 

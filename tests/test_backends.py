@@ -17,10 +17,13 @@ RTOL64 = 1e-10
 RTOL32 = 2e-4
 
 # n below and above one chunk (2048 rows), so the serial and the parallel paths both run;
-# the last takes the GEMM tiles with k = 1 (fused dW2)
+# (2500, 30, 40, 1) takes the GEMM tiles with k = 1 (fused dW2); (3000, 70, 64, 2)
+# takes BLAS in one chunk of >= 2048 rows, where Cython accumulates dL/dW1
+# transposed and its reduction transposes it back
+ONE_TALL_CHUNK = (3000, 70, 64, 2)
 SHAPES = [
     (1, 1, 1, 1), (50, 1, 1, 1), (64, 1, 16, 1), (40, 7, 1, 1), (33, 5, 9, 4),
-    (300, 20, 70, 2), (5000, 3, 8, 1), (4100, 40, 64, 3), (2500, 30, 40, 1),
+    (300, 20, 70, 2), (5000, 3, 8, 1), (4100, 40, 64, 3), (2500, 30, 40, 1), ONE_TALL_CHUNK,
 ]
 # GEMM tiles with k = 1 in two chunks of tall tiles (d x h >= 4096), several
 # tiles each (the first writes dW1, the others accumulate into it)
@@ -65,7 +68,7 @@ def test_fit_matches_reference_float32(compiled_backend, activation, n, d, h, k)
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("n,d,h,k", [(1, 1, 1, 1), (33, 5, 9, 4), (5000, 3, 8, 1), (3000, 200, 100, 2),
-                                     TALL_K1])
+                                     TALL_K1, ONE_TALL_CHUNK])
 def test_loss_and_gradients_match_reference(compiled_backend, activation, n, d, h, k):
     X, y = make_problem(n, d, k, seed=5)
     rng = np.random.default_rng(2)
