@@ -209,6 +209,21 @@ def _like_overload(x, a):
     return lambda x, a: np.float64(x)
 
 
+def _derivative_from_output(a):
+    """True where g'(z) is computed from a1 = g(z) alone, exactly as the
+    activation computes it: float64 (tanh 1 - a^2, sigmoid a (1 - a), relu
+    and identity by sign). Not float32, whose tanh and sigmoid derivatives
+    keep their accuracy near saturation with terms a1 does not hold."""
+    return a.dtype == np.float64
+
+
+@overload(_derivative_from_output)
+def _derivative_from_output_overload(a):
+    if a.dtype == types.float64:
+        return lambda a: True
+    return lambda a: False
+
+
 @intrinsic
 def _prefetch(typingctx, a, i):
     """A hint that element i (flat index) of the C-contiguous array a will be
@@ -400,6 +415,18 @@ def _activation_overload(z, code):
             return (z if positive else 0.0), (1.0 if positive else 0.0)
         return z, 1.0
     return activation64
+
+
+@njit(inline="always", **_JIT)
+def _derivative64(a, code):
+    """g'(z) from a = g(z), float64: the very expressions of activation64."""
+    if code == TANH:
+        return 1.0 - a * a
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    if code == RELU:
+        return 1.0 if a > 0.0 else 0.0
+    return 1.0
 
 
 @njit(inline="always", **_JIT)
@@ -636,6 +663,20 @@ def _activate_units(G, A, b1, code):
 
 
 @njit(inline="always", **_JIT)
+def _activate_units_k1(G, b1, w2, R0, code):
+    """k = 1, g' from a1 (_derivative_from_output): G := a1 = g(G + b1) in
+    place, and R0 += a1^T w2 (yhat) in the same pass, unit by unit."""
+    for j in range(G.shape[0]):
+        Gj = G[j]
+        bj = b1[j]
+        w2j = w2[j]
+        for i in range(Gj.shape[0]):
+            a, _ = _activation(Gj[i] + bj, code)
+            Gj[i] = a
+            R0[i] += w2j * a
+
+
+@njit(inline="always", **_JIT)
 def _tile_forward_product(X_t, W1T, G):
     """G = (X_t W1)^T, h x T row-major, from W1T = W1^T (h x d): BLAS sees
     the column-major T x h product X_t W1 as X_t^T transposed times W1T."""
@@ -671,6 +712,38 @@ def _backward_units_k1(G, A, D, w2, grad_b1, grad_w2):
             sum_a_D += Aj[i] * D[i]
         grad_b1[j] += sum_dz
         grad_w2[j] += sum_a_D
+
+
+@njit(inline="always", **_JIT_ROW_SUM)
+def _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, code):
+    for j in range(G.shape[0]):
+        Gj = G[j]
+        w2j = w2[j]
+        sum_dz = 0.0
+        sum_a_D = 0.0
+        for i in range(Gj.shape[0]):
+            a = Gj[i]
+            dz = (D[i] * w2j) * _derivative64(a, code)
+            Gj[i] = dz
+            sum_dz += dz
+            sum_a_D += a * D[i]
+        grad_b1[j] += sum_dz
+        grad_w2[j] += sum_a_D
+
+
+@njit(**_JIT_ROW_SUM)
+def _backward_units_k1_from_a(G, D, w2, grad_b1, grad_w2, code):
+    """As _backward_units_k1 with G holding a1 (_activate_units_k1): g' from
+    a1, so the tile needs one h x T buffer, read and written twice, where
+    a1 and g' took two."""
+    if code == TANH:
+        _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, TANH)
+    elif code == SIGMOID:
+        _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, SIGMOID)
+    elif code == RELU:
+        _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, RELU)
+    else:
+        _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, IDENTITY)
 
 
 @njit(**_JIT_ROW_SUM)
@@ -709,6 +782,24 @@ def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, b2, code, scale, first,
     A = buf_A[:h * T].reshape((h, T))        # a1, then (k > 1) dL/da1
     R = buf_R[:k * T].reshape((k, T))        # yhat, then dL/dyhat
     _tile_forward_product(X_t, W1T, G)
+    if k == 1 and _derivative_from_output(W1T):
+        # one buffer: G holds z1 - b1, then a1, then dL/dz1
+        R0 = R[0]
+        R0[:] = b2[0]
+        w2 = W2.reshape(-1)
+        if code == TANH:
+            _activate_units_k1(G, b1, w2, R0, TANH)
+        elif code == SIGMOID:
+            _activate_units_k1(G, b1, w2, R0, SIGMOID)
+        elif code == RELU:
+            _activate_units_k1(G, b1, w2, R0, RELU)
+        else:
+            _activate_units_k1(G, b1, w2, R0, IDENTITY)
+        loss, sum_D = _residual(R0, Y[r0:r0 + T, 0], w[r0:r0 + T], scale)
+        grad_b2[0] += sum_D
+        _backward_units_k1_from_a(G, R0, w2, grad_b1, grad_W2.reshape(-1), code)
+        _tile_dW1_product(X_t, G, grad_W1T, first)
+        return loss
     if code == TANH:
         _activate_units(G, A, b1, TANH)
     elif code == SIGMOID:
