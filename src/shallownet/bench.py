@@ -100,7 +100,7 @@ PRESETS = {
                     min_time=0.05, gemm_size=1024),
 }
 # anything but the quick preset: a timed call lasts >= 1 s, so fit()'s fixed
-# cost (validating X: ~8 ms at (20000, 784)) adds at most a few percent to
+# cost (validating X: ~13 ms at (20000, 784)) adds at most a few percent to
 # the per-epoch time
 EXPLICIT_SHAPES_MIN_TIME = PRESETS["full"].min_time
 EXPLICIT_SHAPES_GEMM_SIZE = 4096
