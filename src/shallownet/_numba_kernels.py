@@ -383,6 +383,18 @@ def _sigmoid32(z):
     return sg, (e * sg) * sg
 
 
+@njit(inline="always", **_JIT)
+def _derivative64(a, code):
+    """g'(z) from a = g(z), float64 (activation64 forms its g' with it too)."""
+    if code == TANH:
+        return 1.0 - a * a
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    if code == RELU:
+        return 1.0 if a > 0.0 else 0.0
+    return 1.0
+
+
 def _activation(z, code):
     """(g(z), g'(z)) in z's type, float64 or float32 (compiled code only).
     Every caller passes code as a constant, so the branches fold away (a
@@ -404,29 +416,19 @@ def _activation_overload(z, code):
         return activation32
 
     def activation64(z, code):
+        # g' from g(z) by _derivative64, which the one-buffer GEMM tiles
+        # call on a stored a1: both get the same expressions
         if code == TANH:
             t = _tanh(z)
-            return t, 1.0 - t * t
+            return t, _derivative64(t, TANH)
         if code == SIGMOID:
             s = _sigmoid(z)
-            return s, s * (1.0 - s)
+            return s, _derivative64(s, SIGMOID)
         if code == RELU:
-            positive = z > 0.0
-            return (z if positive else 0.0), (1.0 if positive else 0.0)
+            a = z if z > 0.0 else 0.0
+            return a, _derivative64(a, RELU)
         return z, 1.0
     return activation64
-
-
-@njit(inline="always", **_JIT)
-def _derivative64(a, code):
-    """g'(z) from a = g(z), float64: the very expressions of activation64."""
-    if code == TANH:
-        return 1.0 - a * a
-    if code == SIGMOID:
-        return a * (1.0 - a)
-    if code == RELU:
-        return 1.0 if a > 0.0 else 0.0
-    return 1.0
 
 
 @njit(inline="always", **_JIT)
