@@ -50,7 +50,13 @@ class TrainSpec(NamedTuple):
     epsilon: float
     alpha: float         # L2 penalty
     batch_size: int
-    shuffled: bool       # each epoch walks the rows in a fresh random order
+    shuffled: bool       # each epoch walks the rows of its order (a permutation)
+    # epoch e steps with learning_rate / (e * schedule_scale + 1) ** power_t;
+    # scikit-learn's invscaling counts samples seen (schedule_scale = n)
+    schedule_scale: float = 1.0
+    # Adam's epsilon added to sqrt(v) before the bias correction, folded
+    # into the step size (scikit-learn's form) instead of after it
+    epsilon_before_correction: bool = False
 
 
 class OptimizerState(NamedTuple):

@@ -15,9 +15,10 @@ the parameters and optimizer state private C-contiguous arrays in that dtype):
 
 ``run(epoch0, start, count, orders) -> int``
     Runs ``count`` epochs, the first being epoch ``epoch0`` of the fit (for
-    the learning-rate schedule). ``orders`` is an int64 (count, n) array with
-    each epoch's row order when ``spec.shuffled``, else ignored (rows in
-    order). Each epoch walks the rows in batches of ``spec.batch_size``; a
+    the learning-rate schedule). ``orders`` is an int64 (count, m) array,
+    m <= n, with each epoch's rows in their order when ``spec.shuffled`` (an
+    epoch then walks those m rows only: early stopping trains on a subset of
+    X's rows without copying X), else ignored (all rows in order). Each epoch walks the rows in batches of ``spec.batch_size``; a
     batch whose weights sum to zero is skipped; any other takes one optimizer
     step at its own loss (``docs/training.md``). ``losses[start + e]``
     receives the weighted mean of epoch e's batch losses. Returns the number

@@ -54,7 +54,10 @@ def _step(params, grads, state, spec, lr):
             m += (1.0 - spec.beta1) * g
             v *= spec.beta2
             v += (1.0 - spec.beta2) * g * g
-            p -= lr * (m / bias1) / (np.sqrt(v / bias2) + spec.epsilon)
+            if spec.epsilon_before_correction:
+                p -= (lr * np.sqrt(bias2) / bias1) * m / (np.sqrt(v) + spec.epsilon)
+            else:
+                p -= lr * (m / bias1) / (np.sqrt(v / bias2) + spec.epsilon)
     elif spec.momentum:
         for p, g, velocity in zip(params, grads, state.m):
             velocity *= spec.momentum
@@ -91,18 +94,20 @@ def train(X, Y, sample_weight, params, state, spec, epoch0, orders, loss_curve):
     """Run ``len(loss_curve)`` epochs, updating ``params`` and ``state`` in place.
 
     Epoch e of the call is epoch ``epoch0 + e`` of the fit (for the learning
-    rate schedule). Each epoch walks the rows in ``orders[e]`` (or in order when ``orders`` is
-    empty) in batches of ``spec.batch_size``; each batch with a positive weight
+    rate schedule). Each epoch walks the rows in ``orders[e]`` (which may name
+    fewer rows than X has), or all rows in order when ``orders`` is empty, in
+    batches of ``spec.batch_size``; each batch with a positive weight
     sum takes one optimizer step at its own loss. ``loss_curve[e]`` receives the
     weighted mean of the epoch's batch losses (for one batch: the loss at the
     parameters the epoch started from). Returns the number of finished epochs,
     stopping at the first non-finite batch loss.
     """
     act = _BY_CODE[spec.activation]
-    n = X.shape[0]
+    n = orders.shape[1] if len(orders) else X.shape[0]
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         for epoch in range(len(loss_curve)):
-            lr = X.dtype.type(spec.learning_rate / (epoch0 + epoch + 1) ** spec.power_t)
+            clock = (epoch0 + epoch) * spec.schedule_scale + 1
+            lr = X.dtype.type(spec.learning_rate / clock ** spec.power_t)
             epoch_loss = epoch_weight = 0.0
             for start in range(0, n, spec.batch_size):
                 rows = (orders[epoch, start:start + spec.batch_size] if len(orders)
