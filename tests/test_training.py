@@ -200,7 +200,10 @@ def test_orders_drawn_ahead_change_nothing(backend, monkeypatch):
     monkeypatch.setattr(shallownet._training._Orders, "_draw_recorded",
                         lambda self, epochs: draws.append(epochs) or draw(self, epochs))
     ahead = shallownet.fit(X, y, epochs=8, **kwargs)
-    assert draws == [2, 2, 2]     # blocks 2, 3 and 4 were drawn ahead
+    # blocks of 1, 2, 2, 2, 1 epochs (the first block is one epoch, timed to
+    # size the next): the next block's orders are drawn ahead of blocks 2-5,
+    # as many epochs as the block before expected
+    assert draws == [1, 2, 2, 1]
     np.testing.assert_array_equal(ahead.loss_curve, whole.loss_curve)
     stopped = shallownet.fit(X, y, epochs=8, callback=lambda e, loss, p: e >= 4, **kwargs)
     assert stopped.n_epochs_ == 5

@@ -4,38 +4,10 @@ import numpy as np
 
 from . import _validation as v
 from ._params import Params, init_params
-from ._training import OPTIMIZERS, SCHEDULES, Trainer, new_state
+from ._options import check_options, new_state
+from ._training import Trainer
 from .backends import resolve_backend, thread_limits
 from .model import Model
-
-
-def check_options(options, n_samples=None):
-    """Validate fit's training options in place; returns the dict."""
-    o = options
-    o["hidden"] = v.check_positive_int(o["hidden"], "hidden")
-    v.check_activation(o["activation"])
-    o["learning_rate"] = v.check_learning_rate(o["learning_rate"])
-    o["epochs"] = v.check_positive_int(o["epochs"], "epochs")
-    o["optimizer"] = v.check_choice(o["optimizer"], "optimizer", OPTIMIZERS)
-    o["batch_size"] = v.check_positive_int(o["batch_size"], "batch_size")
-    o["shuffle"] = v.check_bool(o["shuffle"], "shuffle")
-    o["momentum"] = v.check_real(o["momentum"], "momentum", low=0.0, high=1.0, high_open=True)
-    o["nesterov"] = v.check_bool(o["nesterov"], "nesterov")
-    if o["nesterov"] and not o["momentum"]:
-        raise ValueError("nesterov=True needs a momentum > 0")
-    o["beta1"] = v.check_real(o["beta1"], "beta1", low=0.0, high=1.0, high_open=True)
-    o["beta2"] = v.check_real(o["beta2"], "beta2", low=0.0, high=1.0, high_open=True)
-    o["epsilon"] = v.check_real(o["epsilon"], "epsilon", low=0.0, low_open=True)
-    o["alpha"] = v.check_real(o["alpha"], "alpha", low=0.0)
-    o["learning_rate_schedule"] = v.check_choice(o["learning_rate_schedule"],
-                                                 "learning_rate_schedule", SCHEDULES)
-    o["power_t"] = v.check_real(o["power_t"], "power_t", low=0.0)
-    o["early_stopping"] = v.check_bool(o["early_stopping"], "early_stopping")
-    o["validation_fraction"] = v.check_real(o["validation_fraction"], "validation_fraction",
-                                            low=0.0, high=1.0, low_open=True, high_open=True)
-    o["n_iter_no_change"] = v.check_positive_int(o["n_iter_no_change"], "n_iter_no_change")
-    o["tol"] = v.check_real(o["tol"], "tol", low=0.0)
-    return o
 
 
 def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
@@ -106,21 +78,25 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
         params = init_params(d, options["hidden"], k, activation, rng, dtype)
     split_rng, shuffle_rng = rng.spawn(2)
 
-    validation = None
+    validation = rows = None
     if options["early_stopping"]:
         n_val = int(np.ceil(options["validation_fraction"] * n))
         if n_val < 1 or n - n_val < 1:
             raise ValueError(f"early_stopping needs at least one training and one validation row; "
                              f"with n={n} and validation_fraction={options['validation_fraction']} "
                              f"there are {n - n_val} and {n_val}")
-        rows = split_rng.permutation(n)
-        val_rows, train_rows = np.sort(rows[:n_val]), np.sort(rows[n_val:])
+        order = split_rng.permutation(n)
+        val_rows, rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        # the validation rows are copied (a tenth of X by default); the
+        # training rows are not: the trainer walks them inside X
         validation = (X[val_rows], Y[val_rows], sample_weight[val_rows])
-        X, Y, sample_weight = X[train_rows], Y[train_rows], sample_weight[train_rows]
+        if not sample_weight[rows].sum(dtype=np.float64) > 0:
+            raise ValueError("sample_weight is zero on every training row left by the "
+                             "early-stopping split")
 
     trainer = Trainer(module, options, act, params, new_state(params), shuffle_rng, n_threads)
     model = Model(trainer, backend=backend_name, one_d_y=np.ndim(y) == 1)
-    model._train(X, Y, sample_weight, options["epochs"], validation=validation,
+    model._train(X, Y, sample_weight, options["epochs"], rows=rows, validation=validation,
                  callback=callback, callback_every=callback_every, verbose=verbose)
     return model
 

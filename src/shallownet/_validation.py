@@ -6,12 +6,12 @@ range. Errors name the argument and say what was wrong.
 """
 
 import numbers
-import os
 
 import numpy as np
 
 from ._activations import ACTIVATIONS
 from ._params import Params
+from ._threads import usable_cores
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -127,13 +127,8 @@ def check_activation(activation):
     return ACTIVATIONS[activation]
 
 
-def usable_cores():
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def check_n_threads(n_threads):
-    """``None`` means every core this process may run on."""
+    """``None`` means every core this process may use (``_threads.usable_cores``)."""
     if n_threads is None:
         return usable_cores()
     return check_positive_int(n_threads, "n_threads")

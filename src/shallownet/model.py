@@ -7,8 +7,9 @@ import numpy as np
 
 from . import _validation as v
 from ._activations import ACTIVATIONS
+from ._options import OptimizerState, check_options
 from ._params import Params
-from ._training import OptimizerState, Trainer
+from ._training import Trainer
 from .backends import resolve_backend
 
 # version of the .npz layout written by Model.save; load refuses any other
@@ -50,12 +51,12 @@ class Model:
     n_epochs_ = property(lambda self: len(self.loss_curve))
     best_epoch_ = property(lambda self: self._trainer.best_epoch)
 
-    def _train(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
+    def _train(self, X, Y, sample_weight, epochs, *, rows=None, validation=None, callback=None,
                callback_every=1, verbose=0):
         progress, close = _progress(verbose, epochs)
         try:
             losses, val_losses = self._trainer.run(
-                X, Y, sample_weight, epochs, validation=validation, callback=callback,
+                X, Y, sample_weight, epochs, rows=rows, validation=validation, callback=callback,
                 callback_every=callback_every, progress=progress)
         finally:
             close()
@@ -130,7 +131,6 @@ def load(path, backend=None):
         raise ValueError(f"{path!s} was written by shallownet {meta.get('shallownet_version')} in file "
                          f"format {version}; this version reads format {FORMAT_VERSION} only")
     try:
-        from ._fit import check_options
         options = check_options(dict(meta["options"]))
         act = v.check_activation(options["activation"])
         params = Params(*(np.ascontiguousarray(data[f"param_{n}"]) for n in Params._fields))

@@ -39,14 +39,16 @@ private gradients in a fixed order.
 
 ``BLAS_THREADS`` in each module says how many threads BLAS may use during a
 call (the compiled backends run BLAS on one thread inside their own parallel
-regions); ``thread_limits`` sets it with threadpoolctl around a run of
-calls, and enters the module's optional ``threads(n_threads)`` context.
+regions); ``thread_limits`` sets it around a run of calls
+(``shallownet._threads.blas_limit``: one table for every fit in progress,
+restored when the last ends), and enters the module's optional
+``threads(n_threads)`` context.
 """
 
 import contextlib
 import importlib
 
-from threadpoolctl import threadpool_limits
+from .. import _threads
 
 # name -> module; "auto" tries them in AUTO_ORDER (fastest first, measured in
 # benches/RESULTS.md).
@@ -73,6 +75,7 @@ def _load(name):
         _failed[name] = err
         raise err from exc
     _loaded[name] = module
+    _threads.rescan()  # the module may have loaded a BLAS library
     return module
 
 
@@ -108,8 +111,7 @@ def thread_limits(module, n_threads):
     pool, if it has one (``module.threads``), set to ``n_threads`` once for
     the run rather than at every call."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            threadpool_limits(limits=module.BLAS_THREADS or n_threads, user_api="blas"))
+        stack.enter_context(_threads.blas_limit(module.BLAS_THREADS or n_threads))
         if hasattr(module, "threads"):
             stack.enter_context(module.threads(n_threads))
         yield
