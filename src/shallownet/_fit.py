@@ -4,9 +4,10 @@ import numpy as np
 
 from . import _validation as v
 from ._params import Params, init_params
+from ._evaluator import Evaluator
 from ._options import check_options, new_state
 from ._training import Trainer
-from .backends import resolve_backend, thread_limits
+from .backends import resolve_backend
 from .model import Model
 
 
@@ -106,22 +107,10 @@ def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threa
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``.
 
     ``params`` is a Params or 4-tuple; its shapes fix h. Computed by the named
-    backend in the dtype of X (float32 X stays float32), never modifying the inputs.
+    backend in the dtype of X (float32 X stays float32), never modifying the
+    inputs. To evaluate many parameters on the same data, build a
+    ``shallownet.Evaluator`` once: it validates the data only then.
     """
-    dtype = v.check_dtype(None, X)
-    X, Y = v.check_X_y(X, y, dtype)
-    sample_weight = v.check_sample_weight(sample_weight, X.shape[0], dtype)
-    alpha = v.check_real(alpha, "alpha", low=0.0)
-    act = v.check_activation(activation)
-    n_threads = v.check_n_threads(n_threads)
-    _, module = resolve_backend(backend)
-    if not isinstance(params, (tuple, list)) or len(params) != 4:
-        raise TypeError(f"params must be a Params or a 4-tuple (W1, b1, W2, b2), got {type(params).__name__}")
-    W1_shape = np.shape(params[0])
-    if len(W1_shape) != 2:
-        raise ValueError(f"params.W1 must be 2-D of shape (d, h), got shape {W1_shape}")
-    checked = v.check_init(params, X.shape[1], W1_shape[1], Y.shape[1], dtype, name="params")
-    with thread_limits(module, n_threads):
-        loss, grads = module.loss_and_gradients(X, Y, sample_weight, checked, act.code, alpha,
-                                                n_threads)
-    return float(loss), Params(*grads)
+    evaluator = Evaluator(X, y, activation=activation, alpha=alpha, sample_weight=sample_weight,
+                          backend=backend, n_threads=n_threads)
+    return evaluator(params)

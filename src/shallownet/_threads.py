@@ -19,7 +19,7 @@ import os
 import threading
 
 _lock = threading.Lock()
-_controller = None      # threadpoolctl.ThreadpoolController, scanned once (rescan())
+_libraries = None       # threadpoolctl's controllers of the loaded BLAS libraries (rescan())
 _wanted = {}            # token -> BLAS threads wanted by a fit in progress
 _before = []            # (library controller, its thread count before the first fit began)
 _cgroup_cores = None    # the cgroup quota in cores, read once
@@ -52,19 +52,19 @@ def _env_threads():
 
 
 def _blas_libraries():
-    global _controller
-    if _controller is None:
+    global _libraries
+    if _libraries is None:
         from threadpoolctl import ThreadpoolController
-        _controller = ThreadpoolController()
-    return _controller.select(user_api="blas").lib_controllers
+        _libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _libraries
 
 
 def rescan():
     """Forget the scan of loaded libraries (a backend that loads a BLAS calls this)."""
-    global _controller
+    global _libraries
     with _lock:
         if not _wanted:
-            _controller = None
+            _libraries = None
 
 
 def usable_cores():

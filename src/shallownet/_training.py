@@ -133,7 +133,8 @@ class Trainer:
         no_improvement = 0
         done = 0
         try:
-            with thread_limits(self.module, self.n_threads):
+            work = X.shape[0] * X.shape[1] * self.params.W1.shape[1]
+            with thread_limits(self.module, self.n_threads, work):
                 # buffers and settings once per run: each block is then one
                 # cheap call (a return costs 1-8 us, benches/RESULTS.md)
                 run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,

@@ -148,6 +148,9 @@ def check_init(init, d, hidden, k, dtype, name="init"):
     if not isinstance(init, (tuple, list)) or len(init) != 4:
         raise TypeError(f"{name} must be a Params or a 4-tuple (W1, b1, W2, b2), got {type(init).__name__}")
     names = Params._fields
+    if hidden < 1:
+        raise ValueError(f"{name}.W1 has {hidden} hidden units (shape ({d}, {hidden})); "
+                         "a network needs at least one")
     expected = ((d, hidden), (hidden,), (hidden, k), (k,))
     arrays = []
     for field, value, shape in zip(names, init, expected):

@@ -104,14 +104,23 @@ def resolve_backend(backend):
     return backend, _load(backend)
 
 
+# OpenBLAS runs a product on one thread below m n k = 2**18 (its
+# multithreading threshold, 4 x 65536), so a run whose largest product is
+# smaller needs no limit: small calls skip setting and restoring it (two
+# library calls each way, most of a small loss_and_gradients call).
+BLAS_SERIAL_WORK = 1 << 18
+
+
 @contextlib.contextmanager
-def thread_limits(module, n_threads):
+def thread_limits(module, n_threads, work=None):
     """The threads of a run of calls into ``module``: BLAS limited to the
-    threads the module allows during a call, and the module's own thread
-    pool, if it has one (``module.threads``), set to ``n_threads`` once for
-    the run rather than at every call."""
+    threads the module allows during a call (unless ``work``, the largest
+    product's m n k, is below ``BLAS_SERIAL_WORK``), and the module's own
+    thread pool, if it has one (``module.threads``), set to ``n_threads``
+    once for the run rather than at every call."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_threads.blas_limit(module.BLAS_THREADS or n_threads))
+        if work is None or work >= BLAS_SERIAL_WORK:
+            stack.enter_context(_threads.blas_limit(module.BLAS_THREADS or n_threads))
         if hasattr(module, "threads"):
             stack.enter_context(module.threads(n_threads))
         yield
