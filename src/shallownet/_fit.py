@@ -71,6 +71,8 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
     rng = v.check_random_state(random_state)
     if init is not None:
         W1_shape = np.shape(init[0]) if isinstance(init, (tuple, list)) and len(init) == 4 else None
+        if W1_shape is not None and len(W1_shape) == 2 and W1_shape[1] == 0:
+            v.check_init(init, d, 0, k, dtype)   # raises: no hidden units
         if W1_shape is not None and len(W1_shape) == 2 and W1_shape[1] != options["hidden"]:
             raise ValueError(f"init.W1 has {W1_shape[1]} hidden units but hidden={options['hidden']}; "
                              f"pass hidden={W1_shape[1]}")

@@ -59,9 +59,9 @@ class Trainer:
         self.epochs_done = 0
         self.best_epoch = None          # with early stopping: the epoch whose parameters were kept
 
-    def _spec(self, n, subset):
+    def _spec(self, n, subset, n_rows):
         o = self.options
-        batch_size = n if o["optimizer"] == "gd" else min(o["batch_size"], n)
+        batch_size = n_rows if o["optimizer"] == "gd" else min(o["batch_size"], n)
         return TrainSpec(
             activation=self.activation.code, optimizer=OPTIMIZERS[o["optimizer"]],
             learning_rate=o["learning_rate"],
@@ -104,9 +104,10 @@ class Trainer:
             # TEMPORARY until every compiled backend walks orders of a subset
             X, Y, sample_weight, rows = X[rows], Y[rows], sample_weight[rows], None
         subset = rows is not None
-        n = len(rows) if subset else X.shape[0]
-        spec = self._spec(n, subset)
+        # a full batch covers X's every row (those left out weigh nothing)
+        spec = self._spec(len(rows) if subset else X.shape[0], subset, X.shape[0])
         shuffled = spec.shuffled
+        n = len(rows) if subset and shuffled else X.shape[0]   # the rows an epoch walks
         if subset and not shuffled:
             # one full batch: the rows left out weigh nothing (the same
             # weighted mean as the subset's), so X needs no copy
