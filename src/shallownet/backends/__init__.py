@@ -80,7 +80,24 @@ def _load(name):
 
 
 def available_backends():
-    """The names of the backends that load in this install, fastest first."""
+    """The names of the backends that load in this install, fastest first.
+
+    A backend is left out when its compiled code cannot be imported (a wheel
+    built without the Cython extension, or a Numba that does not import). Numba's kernels
+    are not compiled here: that happens on their first use.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["cython", "numba", "numpy"]``, in that order;
+        ``backend="auto"`` takes the first.
+
+    Examples
+    --------
+    >>> import shallownet
+    >>> "numpy" in shallownet.available_backends()
+    True
+    """
     names = []
     for name in AUTO_ORDER:
         try:
