@@ -11,7 +11,7 @@ one thread, so the figure compares the kernels rather than the core count.
 The shapes are kept small so that the documentation builds in seconds; the
 benchmark command (``python -m shallownet.bench``) measures large ones. The
 Numba backend is left out here because its first call compiles the kernels
-(tens of seconds); it runs at about the Cython backend's speed.
+(tens of seconds); the benchmark command times it beside the others.
 """
 
 import time
@@ -37,16 +37,17 @@ def fit_seconds(X, y, backend, hidden, epochs, repeats=3):
     return best
 
 
-def epoch_seconds(backend, n, d, hidden, min_seconds=0.02):
-    """Seconds per epoch: the slope between a 1-epoch fit and one whose epochs
-    take at least ``min_seconds`` more, so that noise in the fixed cost stays small."""
+def epoch_seconds(backend, n, d, hidden, min_seconds=0.03):
+    """Seconds per epoch: the slope between a 1-epoch fit and the shortest
+    doubling of epochs that takes ``min_seconds`` longer, so that the noise of
+    the fixed cost is small beside the epochs' time."""
     X = rng.standard_normal((n, d))
     y = np.sin(X).sum(axis=1)
     one = fit_seconds(X, y, backend, hidden, 1)
-    epochs = 2
-    while fit_seconds(X, y, backend, hidden, epochs, repeats=1) - one < min_seconds:
+    epochs = 4
+    while (longer := fit_seconds(X, y, backend, hidden, epochs)) - one < min_seconds:
         epochs *= 2
-    return max(fit_seconds(X, y, backend, hidden, epochs) - one, 1e-9) / (epochs - 1)
+    return (longer - one) / (epochs - 1)
 
 
 # %%

@@ -97,7 +97,8 @@ n_threads : int, optional
     Threads of the compiled loops; default: every core the process may run
     on. The results do not depend on it.
 verbose : int, default=0
-    1 shows a progress bar (tqdm when installed, else printed lines).
+    0: silent; 1 or more: a progress bar (tqdm when installed, else
+    printed lines).
 callback : callable, optional
     ``callback(epoch, loss, params) -> bool``, called after every
     ``callback_every``-th epoch; returning True stops training.
