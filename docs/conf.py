@@ -132,7 +132,16 @@ def _hide_constructor(app, what, name, obj, options, signature, return_annotatio
     return None
 
 
+def _skip_metadata_requests(app, what, name, obj, skip, options):
+    """scikit-learn adds set_*_request methods to every estimator class (metadata
+    routing); their docstrings link into scikit-learn's own docs."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_requests)
     app.connect("autodoc-process-signature", _hide_constructor)
     app.connect("builder-inited", _write_bench_help)
     app.connect("source-read", _drop_missing_pages)
