@@ -7,7 +7,8 @@ source is still the one this entry was written against (its SHA-1 below).
 To retire an entry: paste its text as the docstring in the source file named
 in the entry's comment (indented as a docstring), and delete the entry; the
 hash check makes a forgotten entry inert. When the dict is empty, delete
-this file and the ``pending_docstrings`` line in ``conf.py``.
+this file and the ``pending_docstrings`` lines in ``conf.py``.
+``python docs/_ext/pending_docstrings.py`` prints which entries still apply.
 """
 
 import hashlib
@@ -136,13 +137,15 @@ Examples
 >>> model.predict(X).shape
 (1000,)
 '''),
-    "shallownet._fit.loss_and_gradients": ("101979275611", '''
+    "shallownet._fit.loss_and_gradients": ("9d4111e6bd36", '''
 The loss and its gradients with respect to the four parameters.
 
 Computes ``L = (1/W) sum_i w_i sum_c (Y_ic - yhat_ic)^2`` (W the sum of
 the weights ``w``), plus ``alpha (|W1|^2 + |W2|^2) / W``, and its gradients,
 at ``params``, by the named backend, in the dtype of ``X`` (float32 stays
-float32, anything else is float64). The inputs are never modified.
+float32, anything else is float64). The inputs are never modified. To
+evaluate many parameters on the same data, build an :class:`Evaluator`
+once: it validates the data only then.
 
 Parameters
 ----------
@@ -174,6 +177,7 @@ gradients : Params
 
 See Also
 --------
+Evaluator : The same on data validated once, for repeated calls.
 fit : Train a network.
 
 Examples
@@ -270,8 +274,13 @@ Parameters
 path : str or path-like
     Where to write.
 '''),
-    "shallownet.model.load": ("4051a225e5de", '''
+    "shallownet.model.load": ("96f9c5fef3f9", '''
 Read a model written by :meth:`Model.save`.
+
+The file is treated as untrusted: only the members a model has are read,
+each checked against its ``.npy`` header and the model's shapes before its
+data is decompressed. (A pickled :class:`Model` is different: unpickling an
+untrusted file runs arbitrary code.)
 
 Parameters
 ----------
@@ -280,6 +289,9 @@ path : str or path-like
 backend : str, optional
     The backend the loaded model trains with; default: the one it was saved
     with.
+max_bytes : int, default=2**32
+    The most bytes the file's members may declare in all, before any is
+    decompressed.
 
 Returns
 -------
@@ -289,8 +301,34 @@ Model
 Raises
 ------
 ValueError
-    When the file is not a shallownet model file, is damaged, or was written
-    in another file format version.
+    When the file is not a shallownet model file, is damaged or malformed
+    (saying what is wrong), declares more than ``max_bytes``, or was
+    written in another file format version.
+'''),
+    # src/shallownet/_evaluator.py
+    "shallownet._evaluator.Evaluator.__call__": ("754b32d3a642", '''
+The loss and its gradients at ``params``.
+
+Parameters
+----------
+params : Params or tuple of 4 arrays
+    ``(W1, b1, W2, b2)`` of shapes (d, h), (h,), (h, k), (k,), d and k those
+    of the data; used as they are when already C-contiguous arrays of the
+    evaluator's dtype, else checked and copied. Never modified.
+
+Returns
+-------
+loss : float
+    The loss L.
+gradients : Params
+    ``Params(dL/dW1, dL/db1, dL/dW2, dL/db2)``: new arrays in the
+    evaluator's dtype.
+'''),
+    "shallownet._evaluator.Evaluator.n_features": ("none", '''
+Number of input features d of the data.
+'''),
+    "shallownet._evaluator.Evaluator.n_outputs": ("none", '''
+Number of outputs k of the data (1 for a 1-D ``y``).
 '''),
     # src/shallownet/estimator.py
     "shallownet.estimator.MLPRegressor": ("a447766662b4", '''
@@ -468,6 +506,8 @@ def _digest(doc):
 
 
 def _replace(app, what, name, obj, options, lines):
+    if isinstance(obj, property):
+        obj = obj.fget   # a property's getter carries its name and docstring
     key = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
     entry = PENDING.get(key)
     if entry is None:
@@ -482,3 +522,32 @@ def setup(app):
     # before numpydoc (priority 500) turns the docstring into reST
     app.connect("autodoc-process-docstring", _replace, priority=100)
     return {"parallel_read_safe": True}
+
+
+def _status():
+    """Print, for each entry, whether it still applies to the importable package."""
+    import importlib
+    for key, (digest, _) in PENDING.items():
+        parts = key.split(".")
+        obj = None
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                obj = None
+            break
+        if obj is None:
+            state = "not importable"
+        else:
+            obj = obj.fget if isinstance(obj, property) else obj
+            state = "applies" if _digest(obj.__doc__) == digest else "inert: the source changed"
+        print(f"{key:50} {state}")
+
+
+if __name__ == "__main__":
+    _status()
