@@ -46,7 +46,18 @@ OPTIONAL_PAGES = {
     "scaling_out": None,                               # docs/scaling_out.md
     "api/neural_network": "shallownet.neural_network",
     "api/dask": "shallownet.dask",
+    "api/shallownet_regressor": "shallownet:ShallowNetRegressor",
 }
+
+
+def _importable(target):
+    """Whether ``module`` or ``module:attribute`` imports."""
+    module, _, attribute = target.partition(":")
+    try:
+        found = importlib.util.find_spec(module) is not None
+        return found and (not attribute or hasattr(importlib.import_module(module), attribute))
+    except ImportError:
+        return False
 
 
 def _optional_missing():
@@ -55,14 +66,9 @@ def _optional_missing():
         if not any((HERE / f"{page}{suffix}").exists() for suffix in (".md", ".rst")):
             missing.add(page)
             continue
-        if module is not None:
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except ImportError:
-                found = False
-            if not found:
-                missing.add(page)
-                exclude_patterns.append(f"{page}.rst")
+        if module is not None and not _importable(module):
+            missing.add(page)
+            exclude_patterns.append(f"{page}.rst")
     return missing
 
 

@@ -500,6 +500,19 @@ dask array of shape (n,) or (n, k)
 '''),
 }
 
+# The skl branch (921be3d) renames the estimator above to ShallowNetRegressor,
+# docstrings unchanged, and makes shallownet.MLPRegressor its scikit-learn
+# drop-in.
+for _name in ("", ".fit", ".partial_fit", ".predict"):
+    _digest_, _text = PENDING["shallownet.estimator.MLPRegressor" + _name]
+    _text = _text.replace("MLPRegressor\n    This estimator", "ShallowNetRegressor\n    This estimator")
+    if not _name:
+        _text = _text.replace(
+            "fit : The function this estimator calls.\n",
+            "fit : The function this estimator calls.\n"
+            "MLPRegressor : The drop-in for scikit-learn's, with its names and loss.\n")
+    PENDING["shallownet.estimator.ShallowNetRegressor" + _name] = (_digest_, _text)
+
 
 def _digest(doc):
     return "none" if not doc else hashlib.sha1(inspect.cleandoc(doc).encode()).hexdigest()[:12]
