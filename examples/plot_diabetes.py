@@ -80,7 +80,7 @@ print(f"shallownet fitted {results['scikit-learn']['seconds'] / results['shallow
 
 # %%
 # Predictions on the test set against the measured values, and the training
-# loss (mean squared error of the standardised target) per epoch.
+# loss (mean squared error of the standardised target, plus the penalty) per epoch.
 
 fig, (ax_pred, ax_loss) = plt.subplots(1, 2, figsize=(10, 4.2))
 lo, hi = y_test.min(), y_test.max()
@@ -95,7 +95,7 @@ ax_pred.set_title("Held-out patients")
 ax_pred.legend()
 ax_loss.set_yscale("log")
 ax_loss.set_xlabel("epoch")
-ax_loss.set_ylabel("training loss (MSE, standardised y)")
+ax_loss.set_ylabel("training loss (MSE + penalty, standardised y)")
 ax_loss.set_title("Training loss")
 ax_loss.legend()
 fig.tight_layout()
