@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 import numpy as np
-from numpy.typing import DTypeLike
+from numpy.typing import ArrayLike, DTypeLike
 
 
 class Params(NamedTuple):
@@ -39,6 +39,11 @@ class Params(NamedTuple):
     b1: np.ndarray
     W2: np.ndarray
     b2: np.ndarray
+
+
+# the type of every public argument that takes parameters (fit's init,
+# loss_and_gradients' params, an Evaluator's call): a Params or a plain 4-tuple
+ParamsLike = Params | tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]
 
 
 def init_params(d: int, hidden: int, k: int, activation: str,
