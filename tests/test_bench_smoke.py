@@ -169,3 +169,32 @@ def test_durations_must_be_finite_non_negative_numbers(option, value, capsys):
     assert exc.value.code == 2
     assert option in capsys.readouterr().err
     assert getattr(bench.build_parser().parse_args([option, "0.5"]), option[2:].replace("-", "_")) == 0.5
+
+
+CONTENTION_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "benches", "contention.py")
+
+
+@pytest.mark.skipif(not os.path.exists(CONTENTION_SCRIPT), reason="benches/ is not in this tree")
+def test_contention_script_runs_every_part_on_tiny_shapes(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("joblib")
+    if "cython" not in shallownet.available_backends():
+        pytest.skip("the cython backend is not available")
+    markdown = tmp_path / "contention.md"
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(shallownet.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, CONTENTION_SCRIPT, "--quick", "--busy", "1", "--repeats", "1",
+         "--backends", "cython", "--min-time", "0.01", "--markdown", str(markdown)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"contention.py failed:\n{proc.stdout}\n{proc.stderr}"
+    text = markdown.read_text(encoding="utf-8")
+    for heading in ("## A fit alone and under contention", "## Fits side by side", "## Fixed costs"):
+        assert heading in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    # 2 fits x (cython, sklearn); GridSearchCV and joblib; 2 call shapes; cython and sklearn's fixed cost
+    assert sum(" | cython | " in r or " | sklearn | " in r for r in rows if "×" in r) == 4
+    assert sum(r.startswith(("| GridSearchCV", "| joblib")) for r in rows) == 2
+    assert sum(r.startswith(("| cython |", "| sklearn |")) and "error" not in r for r in rows) == 2
