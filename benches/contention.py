@@ -78,6 +78,10 @@ class Busy:
         self.procs = []
 
 
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
 def seconds(call):
     start = time.perf_counter()
     call()
@@ -133,6 +137,7 @@ def contention_part(args, implementations):
     for key in fits:
         label, shape, epochs, name = key
         a, b = statistics.median(alone[key]), statistics.median(busy[key])
+        log(f"contention: {label} {name}: {a:.3f} s alone, {b:.3f} s busy")
         lines.append(f"| {label} | {cases.shape_label(shape).replace('x', '×')} | {epochs} | {name} | "
                      f"{a:.3f} | {b:.3f} | {b / a:.2f} |")
     return lines
@@ -168,6 +173,7 @@ def parallel_part(args, backends):
                 for jobs, run in runs.items():
                     times[jobs].append(seconds(run))
             one, two = statistics.median(times[1]), statistics.median(times[2])
+            log(f"parallel: {what} {backend}: {one:.3f} s with n_jobs=1, {two:.3f} s with 2")
             lines.append(f"| {what} | {backend} | {one:.3f} | {two:.3f} | {one / two:.2f} |")
     return lines
 
@@ -187,6 +193,7 @@ def fixed_part(args, backends):
                     shallownet.loss_and_gradients(params, X, y, backend=backend)
             loop()  # warm-up
             per_call = statistics.median(seconds(loop) for _ in range(args.repeats)) / calls
+            log(f"fixed: loss_and_gradients {backend} {(n, d, h)}: {1e6 * per_call:.1f} us a call")
             cells.append(f"{1e6 * per_call:.1f} µs")
         lines.append(f"| {cases.shape_label((n, d, h)).replace('x', '×')} | " + " | ".join(cells) + " |")
 
