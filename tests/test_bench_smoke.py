@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,11 +56,12 @@ def test_markdown_has_a_timed_row_per_available_backend(bench_run):
             matches = [r for r in rows if r["impl"] == backend and r["shape n×d×h"] == shape
                        and r["dtype"] == "float64"]
             assert len(matches) == 1, (backend, shape, matches)
+            if matches[0]["ms/epoch"] == "noisy":  # 2 epochs' difference lost in a busy machine's jitter
+                continue
             ms = float(matches[0]["ms/epoch"])  # a number, not "error" or "not available"
-            # a difference of two fits' times: finite, of either sign on a busy machine
-            assert math.isfinite(ms), (backend, shape, ms)
+            assert math.isfinite(ms) and ms > 0, (backend, shape, ms)
             assert math.isfinite(float(matches[0]["ms/fit fixed"]))
-            assert math.isfinite(float(matches[0]["GFLOP/s"]))
+            assert float(matches[0]["GFLOP/s"]) > 0
     for backend in set(BACKENDS) - set(available):  # listed, never timed
         missing = [r for r in rows if r["impl"] == backend]
         assert missing and all(r["ms/epoch"] == "not available" for r in missing), missing
@@ -74,52 +76,75 @@ def test_plot_written(bench_run):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _timed_rows(out, shape):
+    """(impl, dtype) -> ms/epoch cell of the printed table's rows at ``shape``."""
+    label = shape.replace("x", "×")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith(f"| {label} ")]
+    return {(row[2], row[1]): row[4] for row in rows}
+
+
 def test_both_dtypes_share_their_rounds_and_report_the_ratio(capsys):
-    assert bench.main(["--shapes", "300x3x4", "--dtype", "both", "--epochs", "2", "--repeats", "2",
+    assert bench.main(["--shapes", "300x3x4", "--dtype", "both", "--epochs", "50", "--repeats", "3",
                        "--gemm-size", "64", "--settle", "0", "--backends", "numpy", "cython"]) == 0
     out = capsys.readouterr().out
+    cells = _timed_rows(out, "300x3x4")
+    assert set(cells) == {(i, t) for i in ("numpy", "cython") for t in ("float64", "float32")}
+    assert all(c == "noisy" or float(c) > 0 for c in cells.values()), cells
+    # a row whose slope drowned in a busy machine's jitter has no ratio
+    expected = {i for i in ("numpy", "cython") if "noisy" not in (cells[i, "float64"], cells[i, "float32"])}
     ratios = [line for line in out.splitlines() if line.startswith("- float64 over float32 time at 300x3x4")]
-    assert len(ratios) == 1, out
-    cells = dict(cell.rsplit(" ", 1) for cell in ratios[0].split(": ", 1)[1].split(", "))
-    assert set(cells) == {"numpy", "cython"}
-    assert all(math.isfinite(float(v)) for v in cells.values())
+    assert len(ratios) == (1 if expected else 0), out
+    if expected:
+        ratio = dict(cell.rsplit(" ", 1) for cell in ratios[0].split(": ", 1)[1].split(", "))
+        assert set(ratio) == expected
+        assert all(float(v) > 0 for v in ratio.values())
 
 
 def test_products_floor_is_timed_at_the_gemm_bound_shapes_only(capsys):
-    assert bench.main(["--shapes", "2100x64x64", "300x3x4", "--epochs", "2", "--repeats", "2",
+    assert bench.main(["--shapes", "2100x64x64", "300x3x4", "--epochs", "20", "--repeats", "2",
                        "--gemm-size", "64", "--settle", "0", "--backends", "numba", "cython"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     floors = [line for line in out.splitlines() if line.startswith("- the two d×h products alone")]
-    # d x h = 4096 takes the tall GEMM tiles; 300x3x4 does not
-    assert len(floors) == 1 and " at 2100x64x64 float64 " in floors[0], out
+    # d x h = 4096 is where the compiled backends take BLAS tiles; 300x3x4 is not
+    assert all(" at 2100x64x64 float64 " in line for line in floors), out
+    if "products: NOISY" in err:
+        return
+    assert len(floors) == 1, out
     ms = float(floors[0].split("): ", 1)[1].split(" ms/epoch")[0])
-    assert math.isfinite(ms)
+    assert ms > 0
     cells = floors[0].split("the backends at ", 1)[1].removesuffix(" of that speed").split(", ")
-    fractions = dict(cell.split(" ") for cell in cells)
-    assert set(fractions) == {"numba", "cython"}
-    assert all(math.isfinite(float(v.rstrip("%"))) for v in fractions.values())
+    timed = {name for (name, _), c in _timed_rows(out, "2100x64x64").items() if c != "noisy"}
+    fractions = dict(cell.split(" ") for cell in cells) if timed else {}
+    assert set(fractions) == timed
+    assert all(float(v.rstrip("%")) > 0 for v in fractions.values())
 
 
 def test_every_turn_waits_for_the_previous_ones_threads_and_times_1_E_2E(monkeypatch):
     from shallownet.bench import timing
     events = []
+    real_sleep = time.sleep
     monkeypatch.setattr(timing.time, "sleep", lambda s: events.append(("sleep", s)))
 
     def make_run(name):
         def run(epochs):
             events.append((name, epochs))
+            real_sleep(1e-4 * epochs)  # the real clock: a positive slope
         return run
-    prepared = [(bench.Result(name, (1, 1, 1), "float64", status="ok", epochs=3), make_run(name))
+
+    def prepared():
+        runs = [(bench.Result(name, (1, 1, 1), "float64", status="ok", epochs=3), make_run(name))
                 for name in ("a", "b")]
-    prepared.append((bench.Result("gemm", (1, 1, 1), "float64", status="ok", epochs=0), make_run("g")))
-    bench.time_round_robin(prepared, 2, settle=0.25)
+        return runs + [(bench.Result("gemm", (1, 1, 1), "float64", status="ok", epochs=0), make_run("g"))]
+    runs = prepared()
+    bench.time_round_robin(runs, 2, settle=0.25)
     turn = [("sleep", 0.25), ("a", 1), ("a", 3), ("a", 6), ("sleep", 0.25), ("b", 1), ("b", 3), ("b", 6),
             ("sleep", 0.25), ("g", 1)]
     assert events == turn * 2
-    assert all(len(result.times) == 2 for result, _ in prepared)
-    assert [len(result.one_epoch_times) for result, _ in prepared] == [2, 2, 0]
+    assert all(len(result.times) == 2 for result, _ in runs)
+    assert [len(result.one_epoch_times) for result, _ in runs] == [2, 2, 0]
     events.clear()
-    bench.time_round_robin(prepared, 1, settle=0)
+    bench.time_round_robin(prepared(), 1, settle=0)
     assert events == [e for e in turn if e[0] != "sleep"]
 
 

@@ -194,7 +194,7 @@ def main(argv=None):
                 floor = products.get((shape, dtype))
                 if floor is not None:
                     _log(f"{shape_label(shape):>16} {dtype} products: "
-                         + (f"{1e3 * floor.seconds:10.4g} ms/epoch" if floor.ok else f"ERROR {floor.reason}"))
+                         + (f"{1e3 * floor.seconds:10.4g} ms/epoch" if floor.ok else f"{floor.status.upper()} {floor.reason}"))
                 for name, r in results.items():
                     if name in missing:
                         continue
@@ -203,7 +203,7 @@ def main(argv=None):
                              f"{1e3 * r.fixed_seconds:7.3g} ms/fit fixed ({r.epochs} epochs x "
                              f"{args.repeats}; warm-up {r.warmup_seconds:.2f} s)")
                     else:
-                        _log(f"{shape_label(shape):>16} {dtype} {name:>7}: ERROR {r.reason}")
+                        _log(f"{shape_label(shape):>16} {dtype} {name:>7}: {r.status.upper()} {r.reason}")
                 ref = results.get("numpy")
                 for r in results.values():
                     if (r.ok and ref is not None and ref.ok and r.check_loss is not None
@@ -218,6 +218,8 @@ def main(argv=None):
     errors = [r for results in all_results.values() for r in results.values() if r.status == "error"]
     errors += [r for r in products.values() if r.status == "error"]
     problems += [f"{r.name} at {shape_label(r.shape)} {r.dtype}: error: {r.reason}" for r in errors]
+    problems += [f"{r.name} at {shape_label(r.shape)} {r.dtype}: {r.reason}"
+                 for results in all_results.values() for r in results.values() if r.status == "noisy"]
     # float32 steps differ from float64 ones by rounding of ~1e-7 relative; 1e-3 means a wrong gradient
     tolerance = {"float64": 1e-8, "float32": 1e-3}
     mismatches = [r for results in all_results.values() for r in results.values()

@@ -36,7 +36,7 @@ class Result:
     name: str
     shape: tuple
     dtype: str
-    status: str                  # "ok", "not available" or "error"
+    status: str                  # "ok", "not available", "error" or "noisy" (no positive slope)
     reason: str = ""
     epochs: int = 0              # E; 0 for a single call per repeat (the reference GEMM)
     times: list = field(default_factory=list)        # seconds per epoch (or per call), one per repeat
@@ -155,6 +155,12 @@ def time_round_robin(prepared, repeats, settle=SETTLE_SECONDS):
                 result.one_epoch_times.append(one)
             except Exception as exc:
                 fail(result, exc)
+    for result, _ in prepared:
+        # the fits' jitter outweighed their epochs: no per-epoch time to report
+        if result.ok and result.epochs and result.seconds <= 0:
+            result.status = "noisy"
+            result.reason = (f"median per-epoch slope {result.seconds:.3g} s <= 0 over {len(result.times)} "
+                             "repeats: the machine was too busy for E epochs; raise --min-time or --repeats")
 
 
 def fail(result, exc):
