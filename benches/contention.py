@@ -35,8 +35,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 import shallownet
 from shallownet.bench import cases, report, timing
 
@@ -241,7 +239,8 @@ def main(argv=None):
              f"shallownet {shallownet.__version__}, "
              + ", ".join(f"{k} {v}" for k, v in report.versions().items()
                          if k in ("numpy", "numba", "scikit-learn")) + ".  ",
-             f"Command: `python benches/contention.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+             "Command: `python benches/contention.py "
+             + " ".join(argv if argv is not None else sys.argv[1:]) + "`",
              ""]
     if "contention" in args.parts:
         lines += contention_part(args, backends + ["sklearn"]) + [""]

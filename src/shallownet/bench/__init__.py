@@ -1,7 +1,7 @@
 """Training speed of every backend against each other, scikit-learn and PyTorch.
 
     python -m shallownet.bench --shapes quick
-    python -m shallownet.bench --shapes full --dtype both --markdown benches/RESULTS.md --plot benches/speedup.png
+    python -m shallownet.bench --shapes full --dtype both --markdown full.md --plot speedup.png
     python -m shallownet.bench --shapes 100000x10x32 20000x784x256 --threads 1
 
 For every shape (n, d, h), with k = 1 output and tanh, each implementation

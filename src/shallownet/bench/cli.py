@@ -12,7 +12,8 @@ from .cases import (ADAM_BATCH, ALL_IMPLEMENTATIONS, DTYPES, EXPLICIT_SHAPES_GEM
 from .implementations import gemm_run, products_applies, products_run, unavailable_reason
 from .plot import write_plot
 from .report import dtype_ratio_lines, products_lines, render_markdown, render_table, table_rows
-from .timing import SETTLE_SECONDS, Result, choose_epochs, fail, gemm_gflops, gemm_rate, prepare, time_round_robin
+from .timing import (SETTLE_SECONDS, Result, choose_epochs, fail, gemm_gflops, gemm_rate, prepare,
+                     time_round_robin)
 
 
 def _parse_shapes(tokens):
@@ -194,7 +195,8 @@ def main(argv=None):
                 floor = products.get((shape, dtype))
                 if floor is not None:
                     _log(f"{shape_label(shape):>16} {dtype} products: "
-                         + (f"{1e3 * floor.seconds:10.4g} ms/epoch" if floor.ok else f"{floor.status.upper()} {floor.reason}"))
+                         + (f"{1e3 * floor.seconds:10.4g} ms/epoch" if floor.ok
+                            else f"{floor.status.upper()} {floor.reason}"))
                 for name, r in results.items():
                     if name in missing:
                         continue
@@ -206,8 +208,8 @@ def main(argv=None):
                         _log(f"{shape_label(shape):>16} {dtype} {name:>7}: {r.status.upper()} {r.reason}")
                 ref = results.get("numpy")
                 for r in results.values():
-                    if (r.ok and ref is not None and ref.ok and r.check_loss is not None
-                            and ref.check_loss is not None):
+                    # the warm-up's loss: compared whether or not the timings were usable
+                    if r.check_loss is not None and ref is not None and ref.check_loss is not None:
                         r.loss_rel_diff = abs(r.check_loss - ref.check_loss) / abs(ref.check_loss)
                 all_results[(shape, dtype)] = results
 

@@ -43,17 +43,17 @@ def table_rows(all_results, gemm):
     for (shape, dtype), results in all_results.items():
         for name, r in results.items():
             label = shape_label(shape).replace("x", "×")
+            diff = "–" if r.loss_rel_diff is None else f"{r.loss_rel_diff:.1e}"
             if not r.ok:
-                rows.append((label, dtype, name, "–", r.status) + ("–",) * 8)
+                rows.append((label, dtype, name, "–", r.status) + ("–",) * 7 + (diff,))
                 continue
             spread = "–" if r.spread is None else f"{100 * r.spread:.0f}%"
             rate = r.gflops()
             reference = gemm.get((shape, dtype)) or gemm.get(dtype)
             fraction = f"{100 * rate / reference:.1f}%" if reference else "–"
-            diff = "–" if r.loss_rel_diff is None else f"{r.loss_rel_diff:.1e}"
-            fixed = r.fixed_seconds
-            rows.append((label, dtype, name, str(r.epochs), _fmt(1e3 * r.seconds, 4), spread,
-                         "–" if fixed is None else _fmt(1e3 * fixed, 3), _ratio(results, r, "numpy"), _ratio(results, r, "torch"),
+            fixed = "–" if r.fixed_seconds is None else _fmt(1e3 * r.fixed_seconds, 3)
+            rows.append((label, dtype, name, str(r.epochs), _fmt(1e3 * r.seconds, 4), spread, fixed,
+                         _ratio(results, r, "numpy"), _ratio(results, r, "torch"),
                          _ratio(results, r, "sklearn"), _fmt(rate), fraction, diff))
     return rows
 
