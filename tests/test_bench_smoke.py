@@ -181,9 +181,19 @@ def test_choosing_epochs_is_not_fooled_by_jitter_of_the_fixed_cost(monkeypatch):
     assert 0.05 * 0.8 < epochs * 30e-6 < 0.05 * 1.25, epochs
 
 
-def test_a_fit_longer_than_min_time_runs_one_epoch_per_call(monkeypatch):
+def test_a_fit_longer_than_min_time_takes_fits_of_one_and_two_epochs(monkeypatch):
     run = _FakeFit(monkeypatch, fixed=1e-3, per_epoch=0.2)
     assert bench.choose_epochs(run, min_time=0.1) == 1
+    calls = []
+
+    def logged(epochs):
+        calls.append(epochs)
+        run(epochs)
+    result = bench.Result("x", (1, 1, 1), "float64", status="ok", epochs=1)
+    bench.time_round_robin([(result, logged)], 2, settle=0)
+    assert calls == [1, 2] * 2
+    assert result.seconds == pytest.approx(0.2)
+    assert result.fixed_seconds == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("option", ["--settle", "--min-time"])
