@@ -27,7 +27,8 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
         int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
         float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
         float(spec.beta2), float(spec.epsilon), float(spec.alpha), int(spec.batch_size),
-        bool(spec.shuffled), losses, int(n_threads),
+        bool(spec.shuffled), float(spec.schedule_scale), bool(spec.epsilon_before_correction),
+        losses, int(n_threads),
         (X, Y, sample_weight, params, state, losses))
 
 
