@@ -13,9 +13,9 @@
  *   thread is free, the caller included, so the caller never waits for a
  *   worker that has not been scheduled: on a busy machine it does the
  *   chunks itself;
- * - a waiting thread spins for SN_POOL_SPIN pause instructions (~ a few
- *   microseconds, the gap between two batches) and then sleeps on a
- *   condition variable;
+ * - a waiting thread spins for SN_POOL_SPIN pause instructions (the gap
+ *   between two batches, microseconds) and then sleeps on a condition
+ *   variable;
  * - the workers start on the first parallel call, and again in a child
  *   process: a pthread_atfork child handler bumps a fork generation, and a
  *   pool of an older generation is abandoned (its threads do not exist in
@@ -37,10 +37,12 @@
 #define SN_PAUSE() ((void) 0)
 #endif
 
-/* pause instructions a thread spins before it sleeps: 1-5 us depending on
- * the CPU's pause latency, long enough to catch the next batch of a
- * full-batch loop, short enough not to hold a core someone else needs */
-#define SN_POOL_SPIN 2000
+/* pause instructions a thread spins before it sleeps: long enough to catch
+ * the next job when the caller only takes an optimizer step in between,
+ * short enough not to hold a core someone else needs. A pause took
+ * 140-210 ns on the 2-core AMD EPYC test host (a VM), so ~20 us; a few
+ * microseconds on hosts where it costs 10-40 cycles. */
+#define SN_POOL_SPIN 100
 #define SN_POOL_MAX_THREADS 64
 
 typedef void (*sn_chunk_fn)(void *arg, Py_ssize_t chunk, int thread);
