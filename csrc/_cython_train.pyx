@@ -863,49 +863,54 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
     return done
 
 
+cdef void _flat_pointers(params, void **out, const floating *of_type) except *:
+    """out[:4] = the data of a Params-shaped record (W1, b1, W2, b2) of C-contiguous
+    arrays of this floating type (validated in Python)."""
+    cdef floating[:, ::1] W1 = params[0]
+    cdef floating[::1] b1 = params[1]
+    cdef floating[:, ::1] W2 = params[2]
+    cdef floating[::1] b2 = params[3]
+    out[0], out[1], out[2], out[3] = &W1[0, 0], &b1[0], &W2[0, 0], &b2[0]
+
+
 def open_run(const floating[:, ::1] X, const floating[:, ::1] Y,
-             const floating[::1] sample_weight,
-             floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-             floating[:, ::1] m_W1, floating[::1] m_b1, floating[:, ::1] m_W2, floating[::1] m_b2,
-             floating[:, ::1] v_W1, floating[::1] v_b1, floating[:, ::1] v_W2, floating[::1] v_b2,
-             int64_t[::1] t, int activation_code, int optimizer, double learning_rate,
-             double power_t, double momentum, bint nesterov, double beta1, double beta2,
-             double epsilon, double alpha, Py_ssize_t batch_size, bint shuffled,
-             double schedule_scale, bint epsilon_before_correction,
-             double[::1] losses, int n_threads, arrays):
-    """A ``Run`` over these arrays and settings (``arrays``: the array objects
-    behind the memoryviews, kept alive by the Run)."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = W1.shape[1], k = Y.shape[1]
+             const floating[::1] sample_weight, params, state, spec,
+             double[::1] losses, int n_threads):
+    """A ``Run`` over these arrays: ``params`` a ``Params``, ``state`` an
+    ``OptimizerState``, ``spec`` a ``TrainSpec`` (``shallownet._training``),
+    read once here by field name. The Run keeps every array alive."""
+    cdef int64_t[::1] t = state.t
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = params.W1.shape[1], k = Y.shape[1]
     cdef Run run = Run.__new__(Run)
     cdef Fit *f = &run.fit
     f.n, f.d, f.k = n, d, k
-    f.bs = max(1, min(batch_size, n))
-    f.shuffled = shuffled
-    f.learning_rate, f.power_t, f.alpha = learning_rate, power_t, alpha
-    f.schedule_scale = schedule_scale
+    f.bs = max(1, min(<Py_ssize_t> spec.batch_size, n))
+    f.shuffled = spec.shuffled
+    f.learning_rate, f.power_t, f.alpha = spec.learning_rate, spec.power_t, spec.alpha
+    f.schedule_scale = spec.schedule_scale
     f.X, f.Y, f.w = &X[0, 0], &Y[0, 0], &sample_weight[0]
     # the four parameters as flat vectors, in the order of the gradient vector
-    f.params[:] = [&W1[0, 0], &b1[0], &W2[0, 0], &b2[0]]
-    f.firsts[:] = [&m_W1[0, 0], &m_b1[0], &m_W2[0, 0], &m_b2[0]]
-    f.seconds[:] = [&v_W1[0, 0], &v_b1[0], &v_W2[0, 0], &v_b2[0]]
+    _flat_pointers(params, f.params, &X[0, 0])
+    _flat_pointers(state.m, f.firsts, &X[0, 0])
+    _flat_pointers(state.v, f.seconds, &X[0, 0])
     f.t = &t[0]
     f.losses = &losses[0] if losses.shape[0] else NULL
     f.n_losses = losses.shape[0]
-    f.plan = _make_plan(f.bs, d, h, k, activation_code, n_threads)
+    f.plan = _make_plan(f.bs, d, h, k, spec.activation, n_threads)
     f.offsets[:] = [0, d * h, d * h + h, d * h + h + h * k, f.plan.n_params]
-    f.st.optimizer = optimizer
-    f.st.nesterov = nesterov
-    f.st.momentum = momentum
-    f.st.beta1, f.st.beta2 = beta1, beta2
-    f.st.one_minus_beta1, f.st.one_minus_beta2 = 1.0 - beta1, 1.0 - beta2
-    f.st.epsilon = epsilon
-    f.st.epsilon_first = epsilon_before_correction
+    f.st.optimizer = spec.optimizer
+    f.st.nesterov = spec.nesterov
+    f.st.momentum = spec.momentum
+    f.st.beta1, f.st.beta2 = spec.beta1, spec.beta2
+    f.st.one_minus_beta1, f.st.one_minus_beta2 = 1.0 - f.st.beta1, 1.0 - f.st.beta2
+    f.st.epsilon = spec.epsilon
+    f.st.epsilon_first = spec.epsilon_before_correction
     with nogil:
         # unit weights: the weight products are exact, so they are left out
         f.unit_weights = _all_ones(&sample_weight[0], n)
-    run.ws = _allocate(&f.plan, f.bs if shuffled else 0, sizeof(floating))
+    run.ws = _allocate(&f.plan, f.bs if f.shuffled else 0, sizeof(floating))
     run.is_double = floating is double
-    run.arrays = arrays
+    run.arrays = (X.base, Y.base, sample_weight.base, params, state, losses.base)
     return run
 
 
