@@ -51,6 +51,24 @@ def test_concurrent_fits_match_sequential_fits(backend):
         assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
 
 
+def test_concurrent_two_thread_fits_match_sequential_fits():
+    # each Cython run owns its thread pool: four fits, each splitting its
+    # batches over 2 threads, from four Python threads at once
+    problems = [make_problem(70000, 1, 1, seed=s) for s in range(4)]   # 2 chunks a batch
+
+    def run(i):
+        X, y = problems[i]
+        return shallownet.fit(X, y, hidden=16, epochs=4, backend="cython", random_state=i,
+                              n_threads=2)
+
+    sequential = [run(i) for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(run, range(4)))
+    for a, b in zip(sequential, concurrent):
+        assert np.array_equal(a.loss_curve, b.loss_curve)
+        assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+
+
 def test_compiled_loops_release_the_gil(compiled_backend):
     # A Python thread counts while a long fit runs in another thread. With the GIL released
     # it counts at close to its free-running rate; with the GIL held it would only count in
