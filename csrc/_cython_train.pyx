@@ -29,9 +29,9 @@
 # every minibatch of a few hundred rows, runs serially on the calling
 # thread). The chunks of a batch are shared by the extension's own thread
 # pool (csrc/_pool.h: claimed dynamically, the caller included; workers
-# sleep when idle; a forked child starts fresh workers); inside a chunk, tiles of rows held feature-major (one row of the
-# tile buffer per hidden unit), so every loop runs over samples, contiguous,
-# whatever h is. The two d x h products go to BLAS when d * h is large.
+# sleep when idle; a forked child starts fresh workers). Inside a chunk,
+# tiles of rows held feature-major (one row of the tile buffer per hidden
+# unit), so every loop runs over samples, contiguous, whatever h is. The two d x h products go to BLAS when d * h is large.
 # Shuffled batches are gathered into buffers allocated once per fit; batches
 # in order are slices of X and Y. The whole block of epochs runs with the GIL
 # released.
