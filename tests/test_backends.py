@@ -166,12 +166,13 @@ def test_tanh_is_exactly_odd_and_saturates(compiled_backend, dtype):
     assert np.all(np.diff(a) >= -4 * np.spacing(a[1:]))
 
 
-# (n, d, h, optimizer options): each splits its batches into several chunks,
-# so fits on 1 and 2 threads take the parallel path in different ways:
-# 32 chunks of narrow rows; 2 chunks of 500 rows (a small n); minibatches of
-# 512 rows in 4 chunks; and rows wide enough for the GEMM tiles.
-_THREAD_CASES = [(9000, 6, 24, {}), (1000, 1, 16, {}),
-                 (3000, 5, 32, dict(optimizer="adam", batch_size=512, learning_rate=1e-3)),
+# (n, d, h, optimizer options): each splits its batches into several chunks
+# (Cython: a chunk holds at least 2**20 units of rows * h * (d + k)), so fits
+# on 1 and 2 threads take the parallel path in different ways: 4 chunks of
+# 10000 rows; 2 chunks of a single input; minibatches of 12000 rows in 2
+# chunks; and rows wide enough for the GEMM tiles.
+_THREAD_CASES = [(40000, 6, 24, {}), (70000, 1, 16, {}),
+                 (24000, 5, 32, dict(optimizer="adam", batch_size=12000, learning_rate=1e-3)),
                  (5000, 80, 64, {})]
 
 
