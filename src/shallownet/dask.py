@@ -237,6 +237,15 @@ class _Session:
         self.client = client
         self.timeout = timeout
         self.actor_futures = []
+        self.actors = []
+        try:
+            self._open(parts, roles, dtype, d, k, columns, backend, activation, n_threads)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, parts, roles, dtype, d, k, columns, backend, activation, n_threads):
+        client, timeout = self.client, self.timeout
         checked = [dask.delayed(_check_part, pure=True)(i, x, y, w, dtype, d, k, columns)
                    for i, (x, y, w) in enumerate(parts)]
         futures = client.compute(checked)
@@ -345,13 +354,19 @@ class _Session:
         return loss, grads, val
 
     def close(self):
+        """Free the evaluators and their parts on the workers."""
         with contextlib.suppress(Exception):
             self._call_quietly("close")
-        for f in self.actor_futures:
-            f.release()
+        # every Actor handle holds a reference to its key: drop them all
+        # (cancel: an Actor handle also holds one, kept alive in a reference
+        # cycle until the garbage collector runs)
+        futures, self.actor_futures, self.actors = self.actor_futures, [], []
+        if futures:
+            with contextlib.suppress(Exception):
+                self.client.cancel(futures)
 
     def _call_quietly(self, method):
-        calls = [getattr(a, method)() for a in getattr(self, "actors", [])]
+        calls = [getattr(a, method)() for a in self.actors]
         for call in calls:
             call.result(timeout=_POLL_SECONDS)
 
