@@ -31,7 +31,7 @@ CHUNKS = 150        # 400 rows: blocks of 150, 150, 100
 def client():
     from distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     client = Client(cluster)
     client.wait_for_workers(2)
     yield client

@@ -245,12 +245,14 @@ class _Session:
             raise
 
     def _open(self, parts, roles, dtype, d, k, columns, backend, activation, n_threads):
-        client, timeout = self.client, self.timeout
+        client = self.client
         checked = [dask.delayed(_check_part, pure=True)(i, x, y, w, dtype, d, k, columns)
                    for i, (x, y, w) in enumerate(parts)]
         futures = client.compute(checked)
         try:
-            distributed.wait(futures, timeout=timeout)
+            # no timeout here: a worker lost while reading or checking its
+            # parts has them recomputed elsewhere by the scheduler, as usual
+            distributed.wait(futures)
             for f in futures:   # the first bad part's error, as raised on its worker
                 if f.status == "error":
                     f.result()
@@ -267,8 +269,9 @@ class _Session:
                     _Evaluator, indices, [roles[i] for i in indices],
                     [futures[i] for i in indices], backend, activation, n_threads,
                     actor=True, workers=[address], allow_other_workers=False, pure=False))
-            self.actors = [f.result(timeout=timeout) for f in self.actor_futures]
             self.addresses = sorted(by_worker)
+            self.actors = [self._created(f, address)
+                           for f, address in zip(self.actor_futures, self.addresses)]
             described = self._call("describe")
         finally:
             del futures     # the evaluators hold the arrays now
@@ -287,6 +290,16 @@ class _Session:
                              "all weights are zero (or there are no rows)")
         if self.validation and not self.validation_weight > 0:
             raise ValueError("the validation rows have no rows or only zero weights")
+
+    def _created(self, future, address):
+        """The Actor handle; fails if its worker (the only one it may run on) is lost."""
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except (TimeoutError, asyncio.TimeoutError):
+                if address not in self.client.scheduler_info()["workers"]:
+                    raise RuntimeError(f"shallownet.dask: the worker {address} was lost before "
+                                       "training started; start the fit again") from None
 
     def _call(self, method, *args):
         """Call ``method`` on every evaluator; the results in worker order.
