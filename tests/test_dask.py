@@ -256,17 +256,37 @@ def test_callback_stops_and_verbose(client, problem, capsys):
     np.testing.assert_allclose(model.loss_curve, ref.loss_curve, rtol=AGREEMENT_RTOL)
 
 
+def signal_an_evaluators_worker(client, signum):
+    """A callback that sends ``signum`` at epoch 2 to a worker running an evaluator;
+    returns (callback, [pid])."""
+    sent = []
+
+    def callback(epoch, loss, params):
+        if epoch == 2:
+            workers = client.run(lambda dask_worker: (os.getpid(), len(dask_worker.state.actors)))
+            pid = next(pid for pid, evaluators in workers.values() if evaluators)
+            sent.append(pid)
+            os.kill(pid, signum)
+        return False
+    return callback, sent
+
+
+def test_frozen_worker_fails_after_timeout(client, problem):
+    callback, frozen = signal_an_evaluators_worker(client, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError, match="did not answer within timeout=2 s"):
+            sd.fit(*as_dask(*problem), client=client, callback=callback, timeout=2,
+                   **dict(SETTINGS, epochs=10**6))
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_killed_worker_fails_the_fit(client, problem):
     # last in the module: the nanny restarts the worker, which holds nothing
-    X, y = problem
-    pids = client.run(os.getpid)
-
-    def kill(epoch, loss, params):
-        if epoch == 2:
-            os.kill(next(iter(pids.values())), signal.SIGKILL)
-        return False
+    callback, _ = signal_an_evaluators_worker(client, signal.SIGKILL)
     # timeout: a backstop only; the loss is seen at once, as a RuntimeError
     with pytest.raises(RuntimeError, match="was lost during the fit"):
-        sd.fit(*as_dask(X, y), client=client, callback=kill, timeout=60,
+        sd.fit(*as_dask(*problem), client=client, callback=callback, timeout=60,
                **dict(SETTINGS, epochs=10**6))
     client.wait_for_workers(2, timeout=60)
