@@ -10,12 +10,12 @@ An epoch's time is the gap between consecutive callbacks (the callback
 returns every epoch in both), median over the epochs after the first two and
 over the repeats. Also printed per shape:
 
-- ``worker compute``: one block's ``loss_and_gradients`` called directly
-  in this process with 1 thread, times the blocks a worker holds: the
-  compute a worker does per epoch;
+- ``worker kernels``: the time the slowest worker spent in the backend's
+  ``loss_and_gradients`` during an epoch, timed inside the workers (a
+  wrapper installed for the bench); median over the epochs after the third;
 - ``overhead``: the dask epoch minus that: the round trip, the
-  (de)serialisation of the parameters and the partial gradients, the
-  reduction and the step in the client;
+  (de)serialisation of the parameters and the partial sums, the reduction
+  and the step in the client;
 - ``setup``: ``shallownet.dask.fit`` up to its first epoch (validation on the
   workers, the evaluators' creation);
 - rows at a tiny shape, where the dask epoch is almost all overhead, with
@@ -45,6 +45,40 @@ def epoch_times(fit, epochs):
     return float(np.median(gaps)), stamps[0] - start
 
 
+def _time_kernels(backend):
+    """On a worker: record (duration) of every call of the backend's kernel."""
+    from shallownet.backends import resolve_backend
+    module = resolve_backend(backend)[1]
+    if not hasattr(module, "_bench_times"):
+        kernel = module.loss_and_gradients
+
+        def timed(*args):
+            start = time.perf_counter()
+            result = kernel(*args)
+            module._bench_times.append(time.perf_counter() - start)
+            return result
+        module._bench_times = []
+        module.loss_and_gradients = timed
+    module._bench_times.clear()
+
+
+def _kernel_times(backend):
+    from shallownet.backends import resolve_backend
+    return list(resolve_backend(backend)[1]._bench_times)
+
+
+def dask_epoch_times(client, backend, fit, epochs):
+    """(seconds per epoch, the slowest worker's kernel seconds per epoch,
+    seconds to the first epoch's end) of one distributed fit."""
+    client.run(_time_kernels, backend)
+    seconds, first = epoch_times(fit, epochs)
+    slowest = np.zeros(epochs)
+    for calls in client.run(_kernel_times, backend).values():
+        if calls:   # a worker's calls, epoch after epoch: its parts' kernels per epoch
+            slowest = np.maximum(slowest, np.reshape(calls, (epochs, -1)).sum(axis=1))
+    return seconds, float(np.median(slowest[3:])), first
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", type=parse_shape,
@@ -59,16 +93,15 @@ def main(argv=None):
 
     import shallownet
     import shallownet.dask
-    from shallownet._activations import ACTIVATIONS
-    from shallownet.backends import resolve_backend, thread_limits
+    from shallownet.backends import resolve_backend
 
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0")
     client = Client(cluster)
-    backend, module = resolve_backend("auto")
+    backend = resolve_backend("auto")[0]
     print(f"backend {backend}, {args.workers} workers x 1 thread against a local fit with "
           f"{args.workers} threads; {args.epochs} epochs a fit, {args.repeats} repeats\n")
-    print("| n×d×h | blocks | local ms/epoch | dask ms/epoch | dask/local | worker compute ms "
+    print("| n×d×h | blocks | local ms/epoch | dask ms/epoch | dask/local | worker kernels ms "
           "| overhead ms | setup s |")
     print("|---|---|---|---|---|---|---|---|")
     # the tiny shape, where an epoch is almost all overhead, in few and many blocks
@@ -93,34 +126,23 @@ def main(argv=None):
         yd = da.concatenate([da.from_delayed(f, shape=(min(block, n - s),), dtype=y.dtype)
                              for f, s in zip(y_parts, starts)])
         settings = dict(hidden=h, epochs=args.epochs, random_state=0, learning_rate=0.01)
-        local, dist, setup = [], [], []
+        local, dist, kernel, setup = [], [], [], []
         for _ in range(args.repeats):
             local.append(epoch_times(lambda **kw: shallownet.fit(X, y, n_threads=args.workers,
                                                                  **settings, **kw),
                                      args.epochs)[0])
-            seconds, first = epoch_times(lambda **kw: shallownet.dask.fit(Xd, yd, client=client,
-                                                                          **settings, **kw),
-                                         args.epochs)
+            seconds, slowest, first = dask_epoch_times(
+                client, backend,
+                lambda **kw: shallownet.dask.fit(Xd, yd, client=client, **settings, **kw),
+                args.epochs)
             dist.append(seconds)
+            kernel.append(slowest)
             setup.append(first - seconds)
-        # the compute of one part, as a worker runs it
-        part = np.ascontiguousarray(X[:block])
-        Y = np.ascontiguousarray(y[:block].reshape(-1, 1))
-        w = np.ones(block)
-        params = shallownet.fit(X[:10], y[:10], hidden=h, epochs=1, random_state=0).params
-        code = ACTIVATIONS["tanh"].code
-        calls = []
-        with thread_limits(module, 1):
-            for _ in range(max(3, args.repeats)):
-                t = time.perf_counter()
-                module.loss_and_gradients(part, Y, w, params, code, 0.0, 1)
-                calls.append(time.perf_counter() - t)
         local_ms = statistics.median(local) * 1e3
         dist_ms = statistics.median(dist) * 1e3
-        # each worker runs blocks / workers blocks an epoch, one after another
-        compute_ms = statistics.median(calls) * 1e3 * -(-blocks // args.workers)
+        kernel_ms = statistics.median(kernel) * 1e3
         print(f"| {n}×{d}×{h} | {blocks} | {local_ms:.2f} | {dist_ms:.2f} | "
-              f"{dist_ms / local_ms:.2f} | {compute_ms:.2f} | {dist_ms - compute_ms:.2f} | "
+              f"{dist_ms / local_ms:.2f} | {kernel_ms:.2f} | {dist_ms - kernel_ms:.2f} | "
               f"{statistics.median(setup):.2f} |", flush=True)
         del Xd, yd, x_parts, y_parts
     client.close()
