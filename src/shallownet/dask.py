@@ -385,9 +385,8 @@ class _Session:
         """Free the evaluators and their parts on the workers."""
         with contextlib.suppress(Exception):
             self._call_quietly("close")
-        # every Actor handle holds a reference to its key: drop them all
-        # (cancel: an Actor handle also holds one, kept alive in a reference
-        # cycle until the garbage collector runs)
+        # cancel, not only release: every Actor handle holds a future of its
+        # key too, alive in a reference cycle until a garbage collection
         futures, self.actor_futures, self.actors = self.actor_futures, [], []
         if futures:
             with contextlib.suppress(Exception):
