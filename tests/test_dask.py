@@ -141,6 +141,8 @@ def test_minibatch_optimizers_refused(client, problem):
             sd.fit(*as_dask(*problem), client=client, optimizer=optimizer)
     with pytest.raises(ValueError, match="optimizer"):
         sd.fit(*as_dask(*problem), client=client, optimizer="newton")
+    with pytest.raises(ValueError, match="early stopping needs optimizer='gd'"):
+        sd.fit(*as_dask(*problem), client=client, optimizer="lbfgs", early_stopping=True)
 
 
 @pytest.mark.parametrize("k", [1, 2])
