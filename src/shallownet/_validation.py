@@ -34,7 +34,7 @@ def _as_real_array(value, name, dtype):
     """Convert an array-like of real numbers to a C-contiguous array of ``dtype``."""
     if value is None:
         raise TypeError(f"{name} must be an array-like of real numbers, got None")
-    if hasattr(value, "__dask_graph__"):   # any dask collection, without importing dask
+    if getattr(type(value), "__dask_graph__", None) is not None:   # dask, not imported
         raise TypeError(f"{name} is a dask {type(value).__name__}: converting it would pull the "
                         "whole of it into this process; use shallownet.dask.fit and "
                         "shallownet.dask.predict, which keep the data on the workers")

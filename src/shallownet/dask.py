@@ -533,7 +533,8 @@ def _run_gd(session, model, callback, callback_every, progress):
     params, state = trainer.params, trainer.state
     dtype = params.W1.dtype
     epochs = o["epochs"]
-    spec = trainer._spec(max(1, sum(session.rows[i] for i in session.train)))
+    n_train = max(1, sum(session.rows[i] for i in session.train))
+    spec = trainer._spec(n_train, False, n_train)
     validating = bool(session.validation)
     losses, val_losses = [], []
     best = (math.inf, None, 0)
