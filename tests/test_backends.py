@@ -169,10 +169,14 @@ def test_tanh_is_exactly_odd_and_saturates(compiled_backend, dtype):
 # (n, d, h, optimizer options): each splits its batches into several chunks,
 # so fits on 1 and 2 threads take the parallel path in different ways:
 # 32 chunks of narrow rows; 2 chunks of 500 rows (a small n); minibatches of
-# 512 rows in 4 chunks; and rows wide enough for the GEMM tiles.
+# 512 rows in 4 chunks; and rows wide enough for the GEMM tiles. Numba asks
+# more work of a chunk (docs/kernels.md): the second and third run serially
+# there, the last two are its small n in 2 chunks and minibatches of 2800
+# rows in 4 (and a serial last batch).
 _THREAD_CASES = [(9000, 6, 24, {}), (1000, 1, 16, {}),
                  (3000, 5, 32, dict(optimizer="adam", batch_size=512, learning_rate=1e-3)),
-                 (5000, 80, 64, {})]
+                 (5000, 80, 64, {}), (4000, 1, 16, {}),
+                 (6000, 5, 32, dict(optimizer="adam", batch_size=2800, learning_rate=1e-3))]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

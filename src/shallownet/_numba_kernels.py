@@ -53,24 +53,21 @@ _JIT_EXACT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 # Chunks: fixed by the batch's row count alone (docs/kernels.md): the largest
 # power of two <= min(MAX_CHUNKS, n // min_rows) chunks (powers of two share
 # out evenly over 2, 4, ... threads), where a chunk holds enough work to pay
-# for a parallel region (~1.2 us here): min_rows = CHUNK_WORK // h rows, or
-# GEMM_MIN_CHUNK_ROWS for tall GEMM tiles once d*h >= GEMM_TALL_DH. Measured:
-# Adam's 200-row batches at (100000, 10, 32) in 2 chunks, unshuffled,
-# 7.6-8.7 ms an epoch on 2 threads against 10.3-10.5 on 1.
+# for the parallel region it may run in, on a busy machine too: a row costs
+# h (2 (d + k) + 33) operations (a multiply-add each way per input and
+# output, ~33 for the activation, its derivative and the rest), and a chunk
+# needs CHUNK_MIN_OPS of them, ~0.3 ms single-threaded (3 G operations/s
+# measured at (4000, 20, 100)): a region that waits tens of microseconds for
+# a second thread costs a few percent. Below 2 * CHUNK_MIN_OPS a batch is one
+# chunk, run serially: Adam's 200-row batches at (4000, 20, 100) (1.5 M
+# operations) ran 15x slower in a 2-thread region per batch than serially
+# with two busy processes on the 2 cores (OpenMP layer), and (1000, 1, 16)
+# is at its single-core floor (docs/kernels.md). Tall GEMM tiles (d*h >=
+# GEMM_TALL_DH) take at least GEMM_MIN_CHUNK_ROWS rows a chunk.
 MAX_CHUNKS = 32
 GEMM_MIN_CHUNK_ROWS = 2048
 GEMM_TALL_DH = 4096
-CHUNK_WORK = 2048
-# The explicit loops pay more per chunk (a call per hidden unit and tile,
-# the chunk's accumulators): there a chunk needs about twice the work, which
-# grows with d: a row costs h (2 d + 33) operations (d multiply-adds each
-# way, ~33 for the activation, its derivative and the rest), so min_rows =
-# EXPLICIT_CHUNK_OPS // (h (2 d + 33)), 4096 // h at d = 1. Measured on
-# 2 threads, three interleaved runs each, us an epoch: (1000, 1, 16) in 2
-# chunks 16-20.5, in 4 chunks 20-23; (2000, 1, 16) 28-34 in 4, 34-47 in 8;
-# (1000, 4, 8) 18.5-19 serial, 15-19 in 2 chunks. 200-row Adam batches at
-# (100000, 10, 32) split in 2 (84 rows a chunk at most).
-EXPLICIT_CHUNK_OPS = 4096 * 35
+CHUNK_MIN_OPS = 1 << 20
 # Two tile kernels, chosen by the shapes, and by whether the host has
 # AVX-512: OpenBLAS's AVX-512 GEMM kernels gain more from it than the loops.
 # With AVX-512 (measured single-threaded at n = 50000, tanh): the explicit
@@ -926,11 +923,9 @@ def _plan(n, d, h, k):
     of n rows: fixed by the shapes alone. n_chunks is monotone in n, and
     tile_rows <= max_tile_rows, which buffers for n rows hold."""
     use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
+    min_rows = max(CHUNK_MIN_OPS // (h * (2 * (d + k) + 33)), 1)
     if d * h >= GEMM_TALL_DH:
-        min_rows = GEMM_MIN_CHUNK_ROWS
-    else:
-        min_rows = max(CHUNK_WORK // h if use_gemm
-                       else EXPLICIT_CHUNK_OPS // (h * (2 * d + 33)), 1)
+        min_rows = max(min_rows, GEMM_MIN_CHUNK_ROWS)
     if use_gemm:
         tile_rows = GEMM_TILE_ROWS
     else:
