@@ -1286,13 +1286,53 @@ def _step_adam(p, g, m, v, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
         p_flat[i] -= lr * (mi / bias1) / (np.sqrt(vi / bias2) + epsilon)
 
 
+@njit(**_JIT_EXACT)
+def _step_adam_folded(p, g, m, v, step, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                      epsilon):
+    """As _step_adam, epsilon added to sqrt(v) before the bias correction,
+    which the float64 step = lr sqrt(bias2) / bias1 carries:
+    p -= step m / (sqrt(v) + epsilon). The quotient is formed in float64 and
+    rounded once into p, as NumPy does with a float64 scalar step."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    m_flat = m.reshape(-1)
+    v_flat = v.reshape(-1)
+    for i in range(p_flat.shape[0]):
+        gi = g_flat[i]
+        mi = m_flat[i] * beta1
+        mi = mi + one_minus_beta1 * gi
+        vi = v_flat[i] * beta2
+        vi = vi + (one_minus_beta2 * gi) * gi
+        m_flat[i] = mi
+        v_flat[i] = vi
+        p_flat[i] -= (step * np.float64(mi)) / np.float64(np.sqrt(vi) + epsilon)
+
+
+@njit(**_JIT_EXACT)
+def _learning_rate(learning_rate, epoch, schedule_scale, power_t):
+    """learning_rate / (epoch schedule_scale + 1) ** power_t in float64,
+    rounded as the reference rounds it (no FMA)."""
+    return learning_rate / math.pow(np.float64(epoch) * schedule_scale + 1.0, power_t)
+
+
 @njit(**_JIT)
 def _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
           mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t, optimizer, lr, momentum, nesterov,
-          beta1, beta2, epsilon):
+          beta1, beta2, epsilon, epsilon_first):
     """One optimizer update of every parameter, t = the steps taken counting
     this one (float64 scalars; converted to the parameters' dtype here)."""
-    if optimizer == ADAM:
+    if optimizer == ADAM and epsilon_first:
+        bias1 = 1.0 - math.pow(beta1, np.float64(t))
+        bias2 = 1.0 - math.pow(beta2, np.float64(t))
+        step = np.float64(lr) * math.sqrt(bias2) / bias1
+        b1_, c1 = _like(beta1, W1), _like(1.0 - beta1, W1)
+        b2_, c2 = _like(beta2, W1), _like(1.0 - beta2, W1)
+        eps = _like(epsilon, W1)
+        _step_adam_folded(W1, grad_W1, mW1, vW1, step, b1_, c1, b2_, c2, eps)
+        _step_adam_folded(b1, grad_b1, mb1, vb1, step, b1_, c1, b2_, c2, eps)
+        _step_adam_folded(W2, grad_W2, mW2, vW2, step, b1_, c1, b2_, c2, eps)
+        _step_adam_folded(b2, grad_b2, mb2, vb2, step, b1_, c1, b2_, c2, eps)
+    elif optimizer == ADAM:
         bias1 = _like(1.0 - math.pow(beta1, np.float64(t)), W1)
         bias2 = _like(1.0 - math.pow(beta2, np.float64(t)), W1)
         b1_, c1 = _like(beta1, W1), _like(1.0 - beta1, W1)
@@ -1320,14 +1360,18 @@ def _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
 @njit(**_JIT)
 def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
           code, optimizer, learning_rate, power_t, momentum, nesterov, beta1, beta2, epsilon,
-          alpha, batch_size, epoch0, gather, orders, losses, start, count, n_threads, buf, buf64):
+          alpha, batch_size, schedule_scale, epsilon_first, epoch0, gather, orders, losses,
+          start, count, n_threads, buf, buf64):
     """Run ``count`` epochs on W1, b1, W2, b2 and the optimizer state (m*, v*,
     t: int64 (1,) steps taken) in place; see the header. ``buf`` and
     ``buf64`` are the run's buffers (``workspace_sizes``), filled by
     ``prepare`` for these X, Y, w and settings.
 
-    gather: shuffled batches, in ``orders``, int64 (count, n) row orders;
-    else rows in order (``orders`` is then an empty (0, 0) array).
+    gather: shuffled batches, in ``orders``, int64 (count, m) row orders,
+    1 <= m <= n (an epoch walks those m rows); else all rows in order
+    (``orders`` is then an empty (0, 0) array). Epoch e steps with
+    learning_rate / (e schedule_scale + 1) ** power_t; epsilon_first: Adam
+    adds epsilon to sqrt(v) before the bias correction (_step_adam_folded).
     losses[start + e] receives the weighted mean of epoch e's batch losses;
     returns the number of finished epochs (stops at the first batch loss that
     is not finite, after writing it to losses).
@@ -1337,7 +1381,9 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
     h = W1.shape[1]
     k = Y.shape[1]
     rows = max(1, min(batch_size, n))
-    n_batches = (n + rows - 1) // rows
+    # an epoch's rows: all n in order, or the m rows of its order
+    walked = orders.shape[1] if gather else n
+    n_batches = (walked + rows - 1) // rows
     workspace, grads, batch_weight, unit, sizes = _carve(
         buf, buf64, n, d, h, k, rows, n_threads, gather)
     if sizes[0] > buf.shape[0] or sizes[1] > buf64.shape[0]:
@@ -1360,12 +1406,12 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
         w_batch[:] = 1
     no_order = _no_order()
     for epoch in range(count):
-        lr = _like(learning_rate / math.pow(np.float64(epoch0 + epoch + 1), power_t), W1)
+        lr = _like(_learning_rate(learning_rate, epoch0 + epoch, schedule_scale, power_t), W1)
         epoch_loss = 0.0
         epoch_weight = 0.0
         for batch in range(n_batches):
             first = batch * rows
-            m = min(rows, n - first)
+            m = min(rows, walked - first)
             # a gathered batch starts at row 0 of its buffers (one int64 for
             # both cases: a literal 0 would compile every callee a second time)
             row0 = 0 if gather else first
@@ -1398,7 +1444,7 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
             t[0] += 1
             _step(P1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
                   mP1, mb1, mW2, mb2, vP1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
-                  nesterov, beta1, beta2, epsilon)
+                  nesterov, beta1, beta2, epsilon, epsilon_first)
         losses[start + epoch] = epoch_loss / epoch_weight
     if use_gemm:
         _copy_transposed(moments, W1, mW1, vW1, W1T, mW1T, vW1T)

@@ -113,7 +113,8 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     head = (X, Y, sample_weight, *params, *state.m, *state.v, state.t,
             int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
             float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
-            float(spec.beta2), float(spec.epsilon), float(spec.alpha), rows)
+            float(spec.beta2), float(spec.epsilon), float(spec.alpha), rows,
+            float(spec.schedule_scale), bool(spec.epsilon_before_correction))
     train = kernels.train
     n = X.shape[0]
     in_order = np.empty((0, 0), dtype=np.int64)
@@ -124,10 +125,11 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
             raise ValueError(f"epochs [{start}, {start + count}) outside the run's "
                              f"{len(losses)} losses")
         if gather:
+            # an epoch may walk fewer rows than X has (m <= n), not none
             if orders.dtype != np.int64 or orders.ndim != 2 or orders.shape[0] < count \
-                    or orders.shape[1] != n or not orders.flags.c_contiguous:
-                raise ValueError(f"orders must have shape ({count}, {n}), int64, "
-                                 f"C-contiguous, got {orders.shape}")
+                    or not 1 <= orders.shape[1] <= n or not orders.flags.c_contiguous:
+                raise ValueError(f"orders must have shape ({count}, m), 1 <= m <= {n}, "
+                                 f"int64, C-contiguous, got {orders.shape}")
         else:
             orders = in_order
         if not _in_run(workers):
