@@ -14,11 +14,12 @@
 # never raises.
 #
 # Batches. Each batch runs the full-batch code of the seed on its own rows:
-# chunks fixed by the batch's row count (a batch of at most 2048 rows is one
-# chunk, run serially), private accumulators reduced in chunk order, tiles.
-# Rows in order: a batch is a slice of X (and of the transposed copy of X the
-# explicit loops read), nothing is copied. Shuffled: each batch's rows, Y rows
-# and weights are gathered into buffers allocated once per fit, in the
+# chunks fixed by the batch's row count and the shapes (a batch of under
+# ~2 M operations is one chunk, run serially: _plan), private accumulators
+# reduced in chunk order, tiles. Rows in order: a batch is a slice of X (and
+# of the transposed copy of X the explicit loops read), nothing is copied.
+# Shuffled: each epoch walks the m <= n rows of its order; each batch's rows,
+# Y rows and weights are gathered into buffers allocated once per fit, in the
 # layout the tiles read (row-major for the GEMMs, transposed for the loops).
 #
 # Flags. fastmath 'contract' only (a*b + c may become an FMA: deterministic),
