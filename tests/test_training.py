@@ -268,7 +268,8 @@ def test_run_rejects_calls_outside_its_arrays(name):
         order = np.arange(40, dtype=np.int64)[None, :]
         assert run(0, 2, 1, order) == 1 and np.isfinite(losses[2])
         with pytest.raises(ValueError, match="orders must have shape"):
-            run(0, 0, 1, np.zeros((1, 41), np.int64))     # more rows than X has
+            # more rows than X has (fewer is a subset: early stopping's)
+            run(0, 0, 1, np.zeros((1, 41), np.int64))
         with pytest.raises(ValueError, match="outside"):
             run(0, 2, 2, np.vstack([order, order]))
     assert losses[0] == losses[1] == 0      # nothing ran
