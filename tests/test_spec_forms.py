@@ -16,18 +16,12 @@ from shallownet.backends import resolve_backend, thread_limits
 
 from conftest import make_problem, relative_error
 
-# the backends that implement these forms on this branch; numba's follow on
-# its own branch (the kernels there are another change)
-_NOT_YET = {"numba": "the Numba kernels do not implement schedule_scale, "
-                     "epsilon_before_correction or subset orders on this branch yet"}
 # float64 agrees to rounding after a few epochs; float32 to its own rounding
 _TOLERANCE = {np.float64: 1e-11, np.float32: 2e-4}
 
 
 @pytest.fixture(params=["numpy", "cython", "numba"])
 def spec_backend(request):
-    if request.param in _NOT_YET:
-        pytest.skip(_NOT_YET[request.param])
     return request.param
 
 

@@ -41,7 +41,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic, overload
 
-from ._training import ADAM
+from ._options import ADAM
 
 IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 

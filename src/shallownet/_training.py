@@ -99,10 +99,6 @@ class Trainer:
         Raises FloatingPointError when the loss stops being finite.
         """
         o = self.options
-        if rows is not None and o["optimizer"] != "gd" and not getattr(
-                self.module, "SUBSET_ORDERS", False):
-            # TEMPORARY until every compiled backend walks orders of a subset
-            X, Y, sample_weight, rows = X[rows], Y[rows], sample_weight[rows], None
         subset = rows is not None
         # a full batch covers X's every row (those left out weigh nothing)
         spec = self._spec(len(rows) if subset else X.shape[0], subset, X.shape[0])

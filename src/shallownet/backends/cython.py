@@ -16,8 +16,6 @@ from .._params import Params
 # The kernels call BLAS from inside their own parallel region, one chunk per
 # thread: BLAS itself must stay on one thread or the cores are oversubscribed.
 BLAS_THREADS = 1
-# an epoch may walk orders that name a subset of X's rows
-SUBSET_ORDERS = True
 
 
 def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
