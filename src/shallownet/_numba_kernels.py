@@ -894,30 +894,6 @@ def _chunks_parallel(n_workers, n_chunks, row0, m, chunk_rows, tile_rows, use_ge
                    chunk_W1, chunk_b1, chunk_W2, chunk_b2, chunk_loss)
 
 
-@njit(parallel=True, **_JIT)
-def products_only(X, W1, n_workers, buf_G, chunk_W1):
-    """The two d x h products of one full-batch epoch and nothing else, in
-    the chunks and tiles of the GEMM path (G = X_t W1, then dW1 (+)= X_t^T G
-    for each tile): the least time that path's epoch could take, which
-    ``shallownet.bench`` times beside the kernels. buf_G is
-    (n_workers, tile_rows * h) and chunk_W1 (n_chunks, d, h), from _plan.
-    W1 is transposed first, as a run of the kernels does once."""
-    n, d = X.shape
-    h = W1.shape[1]
-    n_chunks, chunk_rows, tile_rows, _, _ = _plan(n, d, h, 1)
-    W1T = np.ascontiguousarray(W1.T)
-    for wk in prange(n_workers):
-        for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
-            begin = c * chunk_rows
-            end = min(n, begin + chunk_rows)
-            for r0 in range(begin, end, tile_rows):
-                T = min(tile_rows, end - r0)
-                X_t = X[r0:r0 + T]
-                G = buf_G[wk, :T * h].reshape((h, T))
-                _tile_forward_product(X_t, W1T, G)
-                _tile_dW1_product(X_t, G, chunk_W1[c].reshape((h, d)), r0 == begin)
-
-
 @njit(**_JIT)
 def _plan(n, d, h, k):
     """(n_chunks, chunk_rows, tile_rows, use_gemm, max_tile_rows) for a batch
