@@ -130,7 +130,7 @@ cdef enum:
     # transposed (h x d), as X_tile^T dL/dz1 with neither operand transposed,
     # which OpenBLAS packs with cheaper copies: single-threaded on 2048-row
     # tiles at (20000, 784, 256) that product ran at 96.0% of a square
-    # DGEMM's rate against 91.6% (benches/RESULTS.md). The reduction of the
+    # DGEMM's rate against 91.6% (docs/kernels.md). The reduction of the
     # chunks transposes it back; below this many rows a batch is too short
     # for that reduction to pay.
     TRANSPOSED_W1_MIN_ROWS = 2048

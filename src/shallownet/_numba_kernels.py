@@ -769,7 +769,7 @@ def _tile_gemm(X, Y, w, r0, T, W1T, b1, W2, b2, code, scale, first,
     G, A and R is hidden unit or output j), so that every loop runs along
     the T rows. W1 and its gradient are transposed too (W1T, grad_W1T:
     h x d): with these layouts OpenBLAS packs its operands with cheaper
-    copies (benches/RESULTS.md).
+    copies (docs/kernels.md).
 
     Adds the tile's gradients to grad_*, returns its weighted sum of squared
     residuals; the chunk's first tile writes grad_W1T instead (beta = 0: no

@@ -28,7 +28,7 @@ from .backends import thread_limits
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
 # moves often enough, and the returns from compiled code (1-8 us each)
-# stay a small part of a fit however short its epochs (benches/RESULTS.md)
+# stay a small part of a fit however short its epochs (docs/kernels.md)
 _PROGRESS_SECONDS = 0.05
 # without one, blocks last about this long, so that Ctrl-C (seen by Python
 # between blocks) stops a fit well within a second of any backend
@@ -133,7 +133,7 @@ class Trainer:
             work = X.shape[0] * X.shape[1] * self.params.W1.shape[1]
             with thread_limits(self.module, self.n_threads, work):
                 # buffers and settings once per run: each block is then one
-                # cheap call (a return costs 1-8 us, benches/RESULTS.md)
+                # cheap call (a return costs 1-8 us, docs/kernels.md)
                 run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,
                                            buffer, self.n_threads)
                 while done < epochs:

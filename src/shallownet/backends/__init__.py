@@ -51,7 +51,7 @@ import importlib
 from .. import _threads
 
 # name -> module; "auto" tries them in AUTO_ORDER (fastest first, measured in
-# benches/RESULTS.md).
+# docs/kernels.md).
 BACKENDS = {
     "numpy": "shallownet.backends.numpy",
     "numba": "shallownet.backends.numba",
