@@ -148,14 +148,17 @@ class MLPRegressor(_SklearnMLPRegressor):
         return None
 
     def _backend(self):
-        """``(name, module)`` of a backend that runs scikit-learn's spec fields."""
+        """``(name, module)`` of the backend to train with. L-BFGS needs only
+        its loss and gradients; SGD and Adam need its training loop to run
+        scikit-learn's forms (the TrainSpec fields a probe checks)."""
+        usable = (lambda name: True) if self.solver == "lbfgs" else _runs_sklearn_forms
         if self.backend == "auto":
             for name in _available_in_order():
-                if _runs_sklearn_forms(name):
+                if usable(name):
                     return name, resolve_backend(name)[1]
             return resolve_backend("numpy")
         name, module = resolve_backend(self.backend)
-        if not _runs_sklearn_forms(name):
+        if not usable(name):
             raise ValueError(
                 f"backend {name!r} in this install does not run scikit-learn's learning-rate "
                 f"schedule and Adam forms (TrainSpec.schedule_scale, epsilon_before_correction, "
