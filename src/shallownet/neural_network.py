@@ -205,6 +205,9 @@ class MLPRegressor(_SklearnMLPRegressor):
         Y = np.ascontiguousarray(y, dtype=X.dtype)
         weights = (np.ones(n_samples, dtype=X.dtype) if sample_weight is None
                    else np.ascontiguousarray(sample_weight, dtype=X.dtype))
+        # said before training: a fit that diverges and raises still tells what ran
+        self.engine_ = f"shallownet:{backend_name}"
+        self.fallback_reason_ = None
         run = _Run(self, module, n_threads, X, Y, weights, y)
         if self.solver == "lbfgs":
             run.lbfgs()
@@ -212,8 +215,6 @@ class MLPRegressor(_SklearnMLPRegressor):
             run.stochastic(incremental)
         if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
             raise ValueError(_NOT_FINITE_MESSAGE)
-        self.engine_ = f"shallownet:{backend_name}"
-        self.fallback_reason_ = None
         return self
 
 
@@ -349,8 +350,11 @@ class _Run:
                     for e in range(done, done + count):
                         loss = losses[e]
                         if self.k > 1 and est.alpha > 0 and np.isfinite(loss):
-                            penalty = 0.5 * (penalty_before + self._penalty(params))
-                            loss = self.sklearn_loss(loss, penalty * n_batches / n_train)
+                            # the penalties at the epoch's batches, taken to
+                            # move linearly from its start to its end
+                            change = self._penalty(params) - penalty_before
+                            penalty = n_batches * penalty_before + change * (n_batches - 1) / 2
+                            loss = self.sklearn_loss(loss, penalty / n_train)
                         else:
                             loss = self.sklearn_loss(loss)
                         stop = self._epoch_ends(float(loss), n_train, validation
