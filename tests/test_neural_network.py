@@ -389,6 +389,17 @@ def test_sklearn_estimator_checks_compiled(backend):
     assert not failed
 
 
+def test_epoch_shuffle_draws_what_sklearn_shuffle_draws():
+    from sklearn.utils import shuffle
+    from shallownet.neural_network import _shuffled
+    ours, theirs = np.random.RandomState(3), np.random.RandomState(3)
+    a = b = np.arange(57)
+    for _ in range(4):
+        a, b = _shuffled(a, ours), shuffle(b, random_state=theirs)
+        np.testing.assert_array_equal(a, b)
+    assert ours.randint(1 << 30) == theirs.randint(1 << 30)
+
+
 # -- run_lbfgs ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

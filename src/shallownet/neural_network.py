@@ -35,7 +35,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPRegressor as _SklearnMLPRegressor
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
-from sklearn.utils import check_random_state, shuffle as _shuffle_indices
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
@@ -334,8 +334,7 @@ class _Run:
                                           dtype=np.int64)
                         for row in orders:
                             if est.shuffle:
-                                sample_idx = _shuffle_indices(sample_idx,
-                                                              random_state=est._random_state)
+                                sample_idx = _shuffled(sample_idx, est._random_state)
                             row[:] = sample_idx if train_rows is None else train_rows[sample_idx]
                         penalty_before = self._penalty(params)
                         finished = opened[1](epoch0, done, count, orders)
@@ -488,6 +487,15 @@ class _Run:
                 return True
             est._no_improvement_count = 0
         return False
+
+
+def _shuffled(sample_idx, random_state):
+    """``sklearn.utils.shuffle(sample_idx, random_state=random_state)``: the
+    same single draw (``random_state.shuffle`` of ``arange(n)``) without its
+    input checks, which cost more than the draw on small data sets."""
+    permutation = np.arange(len(sample_idx))
+    random_state.shuffle(permutation)
+    return sample_idx[permutation]
 
 
 class _interruptible:
