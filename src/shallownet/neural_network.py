@@ -26,6 +26,7 @@ Whatever the kernels cannot run falls back to scikit-learn's training
 (``_fallback_reason``); ``engine_`` names what ran. See ``docs/dropin.md``.
 """
 
+import contextlib
 import warnings
 from numbers import Integral
 
@@ -39,13 +40,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
+from threadpoolctl import ThreadpoolController
 
 from ._activations import ACTIVATIONS
 from ._lbfgs import run_lbfgs
 from ._params import Params
 from ._training import ADAM, SGD, OptimizerState, TrainSpec
 from ._validation import check_n_threads
-from .backends import BACKENDS, resolve_backend, thread_limits
+from .backends import BACKENDS, resolve_backend
 
 __all__ = ["MLPRegressor"]
 
@@ -216,6 +218,25 @@ class MLPRegressor(_SklearnMLPRegressor):
         if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
             raise ValueError(_NOT_FINITE_MESSAGE)
         return self
+
+
+_CONTROLLER = []
+
+
+@contextlib.contextmanager
+def thread_limits(module, n_threads):
+    """``shallownet.backends.thread_limits`` with threadpoolctl's scan of the
+    loaded libraries made once per process, not once per fit: the scan took
+    0.17 s here (238 libraries), more than a whole Adam fit on load_diabetes
+    (benches/sklearn_dropin.py)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_CONTROLLER[0].limit(limits=module.BLAS_THREADS or n_threads,
+                                                 user_api="blas"))
+        if hasattr(module, "threads"):
+            stack.enter_context(module.threads(n_threads))
+        yield
 
 
 class _Run:
