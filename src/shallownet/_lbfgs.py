@@ -1,10 +1,14 @@
 """L-BFGS over a network's packed parameters, as scikit-learn's MLP runs it.
 
-SciPy's L-BFGS-B minimises ``evaluate`` over one float64 vector holding
+SciPy's L-BFGS-B minimises ``evaluate`` over one vector holding
 ``W1, W2, b1, b2`` raveled in that order (scikit-learn's packing: every
 layer's coefficients, then every layer's intercepts), with the options
 scikit-learn passes: ``maxfun=max_fun``, ``maxiter=max_iter``,
 ``gtol=tol``, and ``iprint`` only for SciPy releases that still read it.
+The start is packed in the parameters' dtype, as scikit-learn packs it:
+SciPy iterates in float64 but evaluates at points cast to the start's
+dtype, so float32 parameters are evaluated at float32 points, as in
+scikit-learn.
 Each call unpacks the vector into C-contiguous views of one buffer in the
 parameters' dtype, so ``evaluate`` receives arrays a backend accepts as
 they are.
@@ -21,9 +25,9 @@ _SCIPY_READS_IPRINT = tuple(int(p) for p in scipy.__version__.split(".")[:2]) < 
 
 
 def pack(params):
-    """One float64 vector: W1, W2, b1, b2 raveled (scikit-learn's order)."""
+    """One vector in the parameters' dtype: W1, W2, b1, b2 raveled (scikit-learn's order)."""
     W1, b1, W2, b2 = params
-    return np.concatenate([W1.ravel(), W2.ravel(), b1, b2]).astype(np.float64, copy=False)
+    return np.concatenate([W1.ravel(), W2.ravel(), b1, b2])
 
 
 class _Unpacker:
@@ -60,7 +64,7 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint
     the order of ``pack``, ``fun``, ``nit``, ``nfev``, ``status``, ``message``).
     """
     unpack = _Unpacker((params.W1.shape, params.W2.shape), params.W1.dtype)
-    grad = np.empty(unpack.size, dtype=np.float64)
+    grad = np.empty(unpack.size, dtype=np.float64)   # SciPy's iterations are float64
 
     def fun(x):
         loss, grads = evaluate(unpack(x))

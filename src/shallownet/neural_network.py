@@ -202,8 +202,11 @@ class MLPRegressor(_SklearnMLPRegressor):
         if first_pass:
             self._initialize(y, layer_units, X.dtype)  # scikit-learn's draws, in its order
 
-        # the arrays the kernels read, validated once for the whole fit
-        X = np.ascontiguousarray(X)
+        # the arrays the kernels read, validated once for the whole fit. With
+        # float32 X, scikit-learn's L-BFGS mixes float32 and float64 (its
+        # targets, gradients and SciPy's iterates are float64): float64 kernels
+        # come closest (docs/dropin.md)
+        X = np.ascontiguousarray(X, dtype=np.float64 if self.solver == "lbfgs" else None)
         Y = np.ascontiguousarray(y, dtype=X.dtype)
         weights = (np.ones(n_samples, dtype=X.dtype) if sample_weight is None
                    else np.ascontiguousarray(sample_weight, dtype=X.dtype))
@@ -267,6 +270,7 @@ class _Run:
         module, activation, n_threads = self.module, self.activation, self.n_threads
 
         def evaluate(params):
+            params = Params(*(np.asarray(p, dtype=X.dtype) for p in params))
             loss, grads = module.loss_and_gradients(X, Y, w, params, activation, alpha,
                                                     n_threads)
             penalty = 0.0
@@ -277,15 +281,19 @@ class _Run:
             return (self.sklearn_loss(loss, penalty / weight_sum),
                     Params(*(half * g for g in grads)))
 
-        start = Params(*(np.ascontiguousarray(p, dtype=X.dtype) for p in
-                         (est.coefs_[0], est.intercepts_[0], est.coefs_[1], est.intercepts_[1])))
+        # packed in the parameters' dtype, as scikit-learn packs them: SciPy
+        # then evaluates at points of that dtype (float32 after a float32
+        # initialisation), while X (float64 here) keeps the rest in float64
+        start = (est.coefs_[0], est.intercepts_[0], est.coefs_[1], est.intercepts_[1])
+        start = Params(*(np.ascontiguousarray(p, dtype=np.result_type(*start)) for p in start))
         verbose = est.verbose is True or est.verbose >= 1
         with thread_limits(module, n_threads):
             _, result = run_lbfgs(evaluate, start, max_iter=est.max_iter, max_fun=est.max_fun,
                                   tol=est.tol, iprint=1 if verbose else -1)
         est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
         est.loss_ = result.fun
-        # scikit-learn leaves views of SciPy's float64 vector (float64 even for float32 X)
+        # scikit-learn leaves views of SciPy's result, a float64 vector even
+        # when SciPy evaluated the loss at float32 points (for float32 X)
         d, h = start.W1.shape
         k = start.W2.shape[1]
         x = result.x
@@ -454,7 +462,9 @@ class _Run:
             count = 1
         elif np.isfinite(est.n_iter_no_change):
             # the count of epochs without improvement grows by one an epoch at most
-            count = min(count, max(1, int(est.n_iter_no_change) + 1 - est._no_improvement_count))
+            # (absent after an L-BFGS fit: scikit-learn then fails on loss_curve_, as here)
+            no_improvement = getattr(est, "_no_improvement_count", 0)
+            count = min(count, max(1, int(est.n_iter_no_change) + 1 - no_improvement))
         rate, power_t, scale, epoch0 = opt.learning_rate, 0.0, 1.0, 0
         if isinstance(opt, SGDOptimizer) and opt.lr_schedule == "invscaling" and opt.power_t:
             t0 = est.t_
