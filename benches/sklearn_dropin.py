@@ -91,7 +91,8 @@ def main(argv=None):
             try:
                 timed_fit(warm, X, y)
             except ValueError as exc:   # a backend that cannot run this solver yet
-                print(f"| {name} | {backend}: not run ({exc}) | | | | | |", flush=True)
+                reason = str(exc).split(";")[0]
+                print(f"| {name} | {backend}: not run ({reason}) | | | | | |", flush=True)
                 continue
             theirs_times, ours_times = [], []
             for _ in range(args.repeats):
