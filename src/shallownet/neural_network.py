@@ -338,13 +338,16 @@ class _Run:
 
         params = self._training_params()
         state = self._state_from_optimizer(params)
-        ordered = est.shuffle or train_rows is not None
+        # several outputs with a penalty: scikit-learn's loss averages each
+        # batch's data term over the outputs but not its penalty, which the
+        # epoch's total cannot separate: one call per batch (_epoch_by_batches)
+        by_batches = self.k > 1 and est.alpha > 0
+        batch_loss = np.empty(1)
+        ordered = est.shuffle or train_rows is not None or by_batches
         sample_idx = np.arange(n_train, dtype=int)
         losses = np.empty(est.max_iter, dtype=np.float64)
-        # one epoch per call where each epoch's parameters are needed: the
-        # validation score, or the penalty of several outputs' loss
-        one_at_a_time = est.early_stopping or (self.k > 1 and est.alpha > 0)
-        n_batches = -(-n_train // batch_size)
+        # one epoch per call where each epoch's parameters are needed
+        one_at_a_time = est.early_stopping or by_batches
         diverged = False
         opened = None        # (spec, run) of the open run
         est.n_iter_ = 0
@@ -354,19 +357,26 @@ class _Run:
                 while done < est.max_iter:
                     count, spec, epoch0 = self._next_block(done, n_train, batch_size, ordered,
                                                            one_at_a_time or incremental)
+                    if by_batches and isinstance(est._optimizer, SGDOptimizer):
+                        # the epoch's rate, whatever the schedule, as a constant
+                        spec = spec._replace(learning_rate=0.5 * float(est._optimizer.learning_rate),
+                                             power_t=0.0, schedule_scale=1.0)
                     if not diverged:
                         if opened is None or opened[0] != spec:
                             opened = (spec, self.module.open_run(
-                                X, self.Y, self.weights, params, state, spec, losses,
-                                self.n_threads))
+                                X, self.Y, self.weights, params, state, spec,
+                                batch_loss if by_batches else losses, self.n_threads))
                         orders = np.empty((count, n_train) if ordered else (0, 0),
                                           dtype=np.int64)
                         for row in orders:
                             if est.shuffle:
                                 sample_idx = _shuffled(sample_idx, est._random_state)
                             row[:] = sample_idx if train_rows is None else train_rows[sample_idx]
-                        penalty_before = self._penalty(params)
-                        finished = opened[1](epoch0, done, count, orders)
+                        if by_batches:
+                            finished, losses[done] = self._epoch_by_batches(
+                                opened[1], orders[0], batch_size, params, batch_loss)
+                        else:
+                            finished = opened[1](epoch0, done, count, orders)
                         if finished < count:
                             # scikit-learn goes on with non-finite weights: so do its books
                             diverged = True
@@ -376,15 +386,7 @@ class _Run:
                     else:
                         losses[done:done + count] = np.nan
                     for e in range(done, done + count):
-                        loss = losses[e]
-                        if self.k > 1 and est.alpha > 0 and np.isfinite(loss):
-                            # the penalties at the epoch's batches, taken to
-                            # move linearly from its start to its end
-                            change = self._penalty(params) - penalty_before
-                            penalty = n_batches * penalty_before + change * (n_batches - 1) / 2
-                            loss = self.sklearn_loss(loss, penalty / n_train)
-                        else:
-                            loss = self.sklearn_loss(loss)
+                        loss = losses[e] if by_batches else self.sklearn_loss(losses[e])
                         stop = self._epoch_ends(float(loss), n_train, validation
                                                 if est.early_stopping else None)
                         if stop or incremental:
@@ -403,11 +405,20 @@ class _Run:
             est.coefs_ = est._best_coefs
             est.intercepts_ = est._best_intercepts
 
-    def _penalty(self, params):
-        if not (self.k > 1 and self.est.alpha > 0):
-            return 0.0
-        return self.est.alpha * float(np.sum(params.W1 * params.W1, dtype=np.float64)
-                                      + np.sum(params.W2 * params.W2, dtype=np.float64))
+    def _epoch_by_batches(self, run, rows, batch_size, params, batch_loss):
+        """One epoch over ``rows``, one call per batch, each batch's penalty
+        taken at the parameters it starts from: ``(finished, loss)`` with
+        scikit-learn's epoch loss (the batches' losses weighted by their rows)."""
+        total = 0.0
+        for start in range(0, len(rows), batch_size):
+            batch = rows[None, start:start + batch_size]
+            penalty = self.est.alpha * float(np.dot(params.W1.ravel(), params.W1.ravel())
+                                             + np.dot(params.W2.ravel(), params.W2.ravel()))
+            if run(0, 0, 1, batch) < 1:
+                return 0, np.nan
+            m = batch.shape[1]
+            total += self.sklearn_loss(batch_loss[0], penalty / m) * m
+        return 1, total / len(rows)
 
     def _training_params(self):
         """The parameters the kernels update in place, published as coefs_ and
