@@ -703,6 +703,27 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
     }
 }
 
+/* Adam with epsilon added to sqrt(v) before the bias correction, which is
+ * folded into step = lr sqrt(1 - beta2^t) / (1 - beta1^t) (scikit-learn's
+ * form): the reference takes step * m / (sqrt(v) + eps) in float64 for
+ * either dtype (a float64 scalar times a float32 array is float64), so the
+ * last line is double here too, rounded once into p. */
+SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam_eps_first)(
+    ptrdiff_t size, SN_T *restrict p, const SN_T *restrict g, SN_T *restrict m,
+    SN_T *restrict v, double step, SN_T beta1, SN_T c1, SN_T beta2, SN_T c2, SN_T eps)
+{
+    for (ptrdiff_t i = 0; i < size; i++) {
+        SN_T mi = m[i] * beta1;
+        mi = mi + c1 * g[i];
+        SN_T vi = v[i] * beta2;
+        vi = vi + c2 * g[i] * g[i];
+        m[i] = mi;
+        v[i] = vi;
+        SN_T den = _Generic(vi, float: __builtin_sqrtf, default: __builtin_sqrt)(vi) + eps;
+        p[i] = (SN_T) ((double) p[i] - step * (double) mi / (double) den);
+    }
+}
+
 #undef SN_FN
 #undef SN_V
 #undef SN_VL
@@ -779,6 +800,13 @@ static void SN_PUB(sn_adam)(ptrdiff_t size, SN_T *p, const SN_T *g, SN_T *m, SN_
                             SN_T eps)
 {
     SN_CALL(sn_adam, (size, p, g, m, v, lr, beta1, c1, beta2, c2, bias1, bias2, eps));
+}
+
+static void SN_PUB(sn_adam_eps_first)(ptrdiff_t size, SN_T *p, const SN_T *g, SN_T *m, SN_T *v,
+                                      double step, SN_T beta1, SN_T c1, SN_T beta2, SN_T c2,
+                                      SN_T eps)
+{
+    SN_CALL(sn_adam_eps_first, (size, p, g, m, v, step, beta1, c1, beta2, c2, eps));
 }
 
 #undef SN_PUB

@@ -12,8 +12,8 @@
 # C-contiguous, finite, float32 or float64, possibly read-only; sample_weight
 # (n,) finite, non-negative, positive sum; W1 (d, h), b1 (h,), W2 (h, k),
 # b2 (k,) and the optimizer moments C-contiguous arrays of the same dtype; t an
-# int64 (1,) step counter; orders int64 (epochs, n) permutations; losses
-# float64. Never raises for user input (MemoryError only).
+# int64 (1,) step counter; orders int64 (epochs, m), each row m <= n distinct
+# rows of X; losses float64. Never raises for user input (MemoryError only).
 #
 # open_run() sets up a Run once per fit (plan, workspace, pointers); each call
 # of the Run trains a block of epochs, updates the parameters and the
@@ -26,18 +26,19 @@
 # Design (docs/kernels.md): the rows of a batch split into chunks fixed by the
 # batch's row count alone, each with private gradients, reduced in chunk
 # order, so results do not depend on n_threads (a batch of one chunk, such as
-# every minibatch of a few hundred rows, runs serially with no parallel
-# region); inside a chunk, tiles of rows held feature-major (one row of the
-# tile buffer per hidden unit), so every loop runs over samples, contiguous,
-# whatever h is. The two d x h products go to BLAS when d * h is large.
+# every minibatch of a few hundred rows, runs serially on the calling
+# thread). The chunks of a batch are shared by the extension's own thread
+# pool (csrc/_pool.h: claimed dynamically, the caller included; workers
+# sleep when idle; a forked child starts fresh workers). Inside a chunk,
+# tiles of rows held feature-major (one row of the tile buffer per hidden
+# unit), so every loop runs over samples, contiguous, whatever h is. The two d x h products go to BLAS when d * h is large.
 # Shuffled batches are gathered into buffers allocated once per fit; batches
 # in order are slices of X and Y. The whole block of epochs runs with the GIL
 # released.
 
-from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uintptr_t, int64_t
-from libc.math cimport isfinite, pow
+from libc.math cimport isfinite, pow, sqrt
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 ctypedef fused floating:
@@ -80,6 +81,22 @@ cdef extern from "_activations.h" nogil:
     void sn_adam_f(Py_ssize_t size, float *p, const float *g, float *m, float *v,
                    float lr, float beta1, float c1, float beta2, float c2,
                    float bias1, float bias2, float eps)
+    void sn_adam_eps_first_d(Py_ssize_t size, double *p, const double *g, double *m,
+                             double *v, double step, double beta1, double c1, double beta2,
+                             double c2, double eps)
+    void sn_adam_eps_first_f(Py_ssize_t size, float *p, const float *g, float *m, float *v,
+                             double step, float beta1, float c1, float beta2, float c2,
+                             float eps)
+
+cdef extern from "_pool.h" nogil:
+    # documented in the header: fn(arg, chunk, thread) for every chunk, the
+    # calling thread included (thread 0), with dynamic claiming
+    ctypedef void (*sn_chunk_fn)(void *arg, Py_ssize_t chunk, int thread) noexcept nogil
+    ctypedef struct sn_pool:
+        int n_threads
+    void sn_pool_init(sn_pool *pool, int n_threads)
+    void sn_pool_destroy(sn_pool *pool)
+    void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_chunks)
 
 cdef enum:
     # optimizer codes of shallownet._training
@@ -88,14 +105,16 @@ cdef enum:
     # docs/kernels.md: a batch of n rows splits into n_chunks = the largest
     # power of two <= min(32, n // min_rows) chunks of ceil(n / n_chunks) rows
     # (powers of two share out evenly over 2, 4, ... threads). A chunk must
-    # hold enough work to pay for a parallel region: min_rows = 2048 with BLAS
-    # (tall GEMM tiles), else CHUNK_WORK // h rows. Measured: 2048 splits
-    # (1000, 1, 16) into 4 chunks (14 us an epoch, as 2 chunks) and Adam's
-    # 200-row batches at h = 32 into 2 (10-11.7 ms an epoch at
-    # (100000, 10, 32), 11.2-11.7 ms serial); (1000, 1, 1) stays serial.
+    # hold enough work to pay for handing it to another thread (waking a
+    # sleeping worker, the chunks' reduction): min_rows = 2048 with BLAS
+    # (tall GEMM tiles), else CHUNK_WORK // (h (d + k)) rows. Measured at
+    # (8192, 20), h = 100, batches in 2 chunks on 2 threads against 1 chunk
+    # on 1: 0.90x the time from 2M units a batch (1024 rows), 1.14-1.7x
+    # below it (machine shared, load average ~14): a batch splits from 2M,
+    # so Adam's 200-row batches (420k) stay serial.
     MAX_CHUNKS = 32
     BLAS_MIN_CHUNK_ROWS = 2048
-    CHUNK_WORK = 2048
+    CHUNK_WORK = 1 << 20
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
     SMALL_TILE_ELEMENTS = 32768
@@ -197,7 +216,8 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
         plan.min_chunk_rows = BLAS_MIN_CHUNK_ROWS
         plan.max_tile_rows = BLAS_TILE_ROWS
     else:
-        plan.min_chunk_rows = _round_up(max(<Py_ssize_t> CHUNK_WORK // h, <Py_ssize_t> 1), SN_LANES)
+        plan.min_chunk_rows = _round_up(
+            max(<Py_ssize_t> CHUNK_WORK // (h * (d + k)), <Py_ssize_t> 1), SN_LANES)
         plan.max_tile_rows = min(max(SMALL_TILE_ELEMENTS // (2 * h + d + k), <Py_ssize_t> SN_LANES),
                                  <Py_ssize_t> MAX_SMALL_TILE_ROWS)
     _set_rows(&plan, max_rows)
@@ -432,8 +452,41 @@ cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const fl
         t0 += plan.tile_rows
 
 
-cdef double _loss_and_gradients(const Plan *plan, const floating *X, const floating *Y,
-                                const floating *w, const Rows *src,
+ctypedef struct ChunkJob:
+    # the arguments of _chunk for every chunk of one batch, typed as the
+    # call's floating type
+    const Plan *plan
+    const Rows *src
+    const void *X
+    const void *Y
+    const void *w
+    const void *W1
+    const void *b1
+    const void *W2
+    const void *b2
+    void *scratch
+    void *chunk_grads
+    double *chunk_loss
+
+
+cdef void _chunk_task_d(void *arg, Py_ssize_t c, int thread) noexcept nogil:
+    cdef ChunkJob *j = <ChunkJob *> arg
+    _chunk(j.plan, c, <const double *> j.X, <const double *> j.Y, <const double *> j.w,
+           j.src, <const double *> j.W1, <const double *> j.b1, <const double *> j.W2,
+           <const double *> j.b2, <double *> j.scratch + thread * j.plan.scratch_stride,
+           <double *> j.chunk_grads + c * j.plan.grad_stride, j.chunk_loss + c)
+
+
+cdef void _chunk_task_f(void *arg, Py_ssize_t c, int thread) noexcept nogil:
+    cdef ChunkJob *j = <ChunkJob *> arg
+    _chunk(j.plan, c, <const float *> j.X, <const float *> j.Y, <const float *> j.w,
+           j.src, <const float *> j.W1, <const float *> j.b1, <const float *> j.W2,
+           <const float *> j.b2, <float *> j.scratch + thread * j.plan.scratch_stride,
+           <float *> j.chunk_grads + c * j.plan.grad_stride, j.chunk_loss + c)
+
+
+cdef double _loss_and_gradients(const Plan *plan, sn_pool *pool, const floating *X,
+                                const floating *Y, const floating *w, const Rows *src,
                                 const floating *W1, const floating *b1,
                                 const floating *W2, const floating *b2,
                                 floating *scratch, floating *chunk_grads,
@@ -445,6 +498,7 @@ cdef double _loss_and_gradients(const Plan *plan, const floating *X, const float
     cdef Py_ssize_t c, i, first = 0
     cdef Py_ssize_t n_chunks = plan.n_chunks, stride = plan.grad_stride
     cdef double loss
+    cdef ChunkJob job
     if n_chunks == 1:
         # one chunk: no parallel region, whose start-up would dominate small n
         if not plan.transposed_W1:
@@ -452,10 +506,14 @@ cdef double _loss_and_gradients(const Plan *plan, const floating *X, const float
             return chunk_loss[0]
         _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads, chunk_loss)
     else:
-        for c in prange(n_chunks, schedule='static', num_threads=plan.n_workers):
-            _chunk(plan, c, X, Y, w, src, W1, b1, W2, b2,
-                   scratch + threadid() * plan.scratch_stride,
-                   chunk_grads + c * stride, chunk_loss + c)
+        job.plan, job.src = plan, src
+        job.X, job.Y, job.w = X, Y, w
+        job.W1, job.b1, job.W2, job.b2 = W1, b1, W2, b2
+        job.scratch, job.chunk_grads, job.chunk_loss = scratch, chunk_grads, chunk_loss
+        if floating is double:
+            sn_pool_run(pool, _chunk_task_d, &job, n_chunks)
+        else:
+            sn_pool_run(pool, _chunk_task_f, &job, n_chunks)
     # reduce in chunk order: the same sums whatever thread ran which chunk
     if plan.transposed_W1:
         _reduce_transposed(plan.d, plan.h, n_chunks, stride, chunk_grads, grad)
@@ -503,11 +561,14 @@ cdef class _Workspace:
     cdef char *grad
     cdef char *gathered     # shuffled batch: X rows, Y rows, weights
     cdef double *chunk_loss
+    cdef sn_pool pool       # the threads that share the chunks, one scratch each
 
     def __cinit__(self, Py_ssize_t scratch_elems, Py_ssize_t chunk_grad_elems,
                   Py_ssize_t grad_elems, Py_ssize_t gather_elems, Py_ssize_t n_chunks,
-                  Py_ssize_t itemsize):
+                  Py_ssize_t itemsize, int n_threads):
         cdef Py_ssize_t sizes[5]
+        # the workers start on the first batch of more than one chunk
+        sn_pool_init(&self.pool, n_threads)
         sizes[0] = _round_up(scratch_elems * itemsize, ALIGN_BYTES)
         sizes[1] = _round_up(chunk_grad_elems * itemsize, ALIGN_BYTES)
         sizes[2] = _round_up(grad_elems * itemsize, ALIGN_BYTES)
@@ -524,6 +585,8 @@ cdef class _Workspace:
         self.chunk_loss = <double *> (self.gathered + sizes[3])
 
     def __dealloc__(self):
+        with nogil:
+            sn_pool_destroy(&self.pool)
         free(self.block)
 
 
@@ -533,7 +596,7 @@ cdef _Workspace _allocate(const Plan *plan, Py_ssize_t gather_rows, Py_ssize_t i
                       (plan.max_chunks if plan.max_chunks > 1 or plan.use_blas else 0)
                       * plan.grad_stride,
                       plan.grad_stride, gather_rows * (plan.d + plan.k + 1), plan.max_chunks,
-                      itemsize)
+                      itemsize, <int> plan.n_workers)
 
 
 cdef bint _all_ones(const floating *w, Py_ssize_t n) noexcept nogil:
@@ -578,6 +641,7 @@ ctypedef struct Step:
     double one_minus_beta1, one_minus_beta2
     double bias1, bias2        # 1 - beta ** t
     double epsilon
+    bint epsilon_first         # eps added to sqrt(v) before the bias correction
 
 
 cdef void _update(const Step *st, floating *p, const floating *g, floating *m, floating *v,
@@ -592,7 +656,15 @@ cdef void _update(const Step *st, floating *p, const floating *g, floating *m, f
     cdef floating c1 = <floating> st.one_minus_beta1, c2 = <floating> st.one_minus_beta2
     cdef floating bias1 = <floating> st.bias1, bias2 = <floating> st.bias2
     cdef floating eps = <floating> st.epsilon
-    if st.optimizer == ADAM:
+    cdef double step
+    if st.optimizer == ADAM and st.epsilon_first:
+        # the reference's float64 step size (dtype(lr) * sqrt(bias2) / bias1)
+        step = <double> lr * sqrt(st.bias2) / st.bias1
+        if floating is double:
+            sn_adam_eps_first_d(size, p, g, m, v, step, beta1, c1, beta2, c2, eps)
+        else:
+            sn_adam_eps_first_f(size, p, g, m, v, step, beta1, c1, beta2, c2, eps)
+    elif st.optimizer == ADAM:
         # vectorised in the header, one rounding per line of the reference
         if floating is double:
             sn_adam_d(size, p, g, m, v, lr, beta1, c1, beta2, c2, bias1, bias2, eps)
@@ -614,7 +686,8 @@ cdef void _update(const Step *st, floating *p, const floating *g, floating *m, f
             p[i] = p[i] - lr * g[i]
 
 
-cdef double _batch(Plan *plan, const floating *X, const floating *Y, const floating *w,
+cdef double _batch(Plan *plan, sn_pool *pool, const floating *X, const floating *Y,
+                   const floating *w,
                    const Rows *src, Py_ssize_t rows, double weight, double alpha,
                    const floating *W1, const floating *b1,
                    const floating *W2, const floating *b2,
@@ -626,7 +699,7 @@ cdef double _batch(Plan *plan, const floating *X, const floating *Y, const float
     cdef floating scale
     _set_rows(plan, rows)
     plan.two_over_w = 2.0 / weight
-    loss = _loss_and_gradients(plan, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads,
+    loss = _loss_and_gradients(plan, pool, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads,
                                chunk_loss, grad)
     if alpha != 0:
         loss += alpha * _penalty_sum(plan, W1, W2)
@@ -660,6 +733,7 @@ ctypedef struct Fit:
     Py_ssize_t n, d, k, bs
     bint shuffled, unit_weights
     double learning_rate, power_t, alpha
+    double schedule_scale      # epoch e steps with lr / (e schedule_scale + 1) ** power_t
     const void *X
     const void *Y
     const void *w
@@ -687,28 +761,33 @@ cdef class Run:
     def __call__(self, Py_ssize_t epoch0, Py_ssize_t start, Py_ssize_t count, orders):
         cdef const int64_t[:, ::1] order_view
         cdef const int64_t *order0 = NULL
+        cdef Py_ssize_t rows = self.fit.n
         if start < 0 or count < 0 or start + count > self.fit.n_losses:
             raise ValueError(f"epochs [{start}, {start + count}) outside the run's "
                              f"{self.fit.n_losses} losses")
         if self.fit.shuffled:
             order_view = orders
-            if order_view.shape[0] < count or order_view.shape[1] != self.fit.n:
-                raise ValueError(f"orders must have shape ({count}, {self.fit.n}), "
-                                 f"got {tuple(orders.shape)}")
+            if (order_view.shape[0] < count or order_view.shape[1] > self.fit.n
+                    or order_view.shape[1] < 1):
+                raise ValueError(f"orders must have shape ({count}, m), 1 <= m <= "
+                                 f"{self.fit.n}, got {tuple(orders.shape)}")
             if count:
                 order0 = &order_view[0, 0]
+                rows = order_view.shape[1]
         if self.is_double:
-            return _epochs(<const double *> self.fit.X, &self.fit, self.ws, order0,
+            return _epochs(<const double *> self.fit.X, &self.fit, self.ws, order0, rows,
                            epoch0, start, count)
-        return _epochs(<const float *> self.fit.X, &self.fit, self.ws, order0,
+        return _epochs(<const float *> self.fit.X, &self.fit, self.ws, order0, rows,
                        epoch0, start, count)
 
 
 cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t *order0,
-                        Py_ssize_t epoch0, Py_ssize_t first, Py_ssize_t epochs) noexcept:
+                        Py_ssize_t n, Py_ssize_t epoch0, Py_ssize_t first,
+                        Py_ssize_t epochs) noexcept:
     """Epochs first .. first + epochs - 1 of the run's losses, with the GIL
-    released; returns the number finished."""
-    cdef Py_ssize_t n = f.n, d = f.d, k = f.k, bs = f.bs
+    released; returns the number finished. Each epoch walks n rows: all of
+    X in order, or the n rows of its order (n <= X's rows)."""
+    cdef Py_ssize_t d = f.d, k = f.k, bs = f.bs
     cdef const floating *Y0 = <const floating *> f.Y
     cdef const floating *w0 = <const floating *> f.w
     cdef floating *grad = <floating *> ws.grad
@@ -731,8 +810,9 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
     src.X, src.Y, src.w = X0, Y0, w0
     with nogil:
         for epoch in range(epochs):
-            # the reference's dtype(learning_rate / (epoch + 1) ** power_t)
-            f.st.lr = f.learning_rate / pow(<double> (epoch0 + epoch + 1), f.power_t)
+            # the reference's dtype(learning_rate / (epoch schedule_scale + 1) ** power_t)
+            f.st.lr = f.learning_rate / pow(<double> (epoch0 + epoch) * f.schedule_scale + 1.0,
+                                            f.power_t)
             epoch_loss = 0
             epoch_weight = 0
             start = 0
@@ -757,7 +837,7 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
                     continue
                 if unit_weights:
                     ws_ = NULL
-                loss = _batch(&f.plan, Xs, Ys, ws_, &src, rows, weight, f.alpha,
+                loss = _batch(&f.plan, &ws.pool, Xs, Ys, ws_, &src, rows, weight, f.alpha,
                               <floating *> f.params[0], <floating *> f.params[1],
                               <floating *> f.params[2], <floating *> f.params[3],
                               scratch, chunk_grads, ws.chunk_loss, grad)
@@ -783,46 +863,54 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
     return done
 
 
+cdef void _flat_pointers(params, void **out, const floating *of_type) except *:
+    """out[:4] = the data of a Params-shaped record (W1, b1, W2, b2) of C-contiguous
+    arrays of this floating type (validated in Python)."""
+    cdef floating[:, ::1] W1 = params[0]
+    cdef floating[::1] b1 = params[1]
+    cdef floating[:, ::1] W2 = params[2]
+    cdef floating[::1] b2 = params[3]
+    out[0], out[1], out[2], out[3] = &W1[0, 0], &b1[0], &W2[0, 0], &b2[0]
+
+
 def open_run(const floating[:, ::1] X, const floating[:, ::1] Y,
-             const floating[::1] sample_weight,
-             floating[:, ::1] W1, floating[::1] b1, floating[:, ::1] W2, floating[::1] b2,
-             floating[:, ::1] m_W1, floating[::1] m_b1, floating[:, ::1] m_W2, floating[::1] m_b2,
-             floating[:, ::1] v_W1, floating[::1] v_b1, floating[:, ::1] v_W2, floating[::1] v_b2,
-             int64_t[::1] t, int activation_code, int optimizer, double learning_rate,
-             double power_t, double momentum, bint nesterov, double beta1, double beta2,
-             double epsilon, double alpha, Py_ssize_t batch_size, bint shuffled,
-             double[::1] losses, int n_threads, arrays):
-    """A ``Run`` over these arrays and settings (``arrays``: the array objects
-    behind the memoryviews, kept alive by the Run)."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = W1.shape[1], k = Y.shape[1]
+             const floating[::1] sample_weight, params, state, spec,
+             double[::1] losses, int n_threads):
+    """A ``Run`` over these arrays: ``params`` a ``Params``, ``state`` an
+    ``OptimizerState``, ``spec`` a ``TrainSpec`` (``shallownet._training``),
+    read once here by field name. The Run keeps every array alive."""
+    cdef int64_t[::1] t = state.t
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], h = params.W1.shape[1], k = Y.shape[1]
     cdef Run run = Run.__new__(Run)
     cdef Fit *f = &run.fit
     f.n, f.d, f.k = n, d, k
-    f.bs = max(1, min(batch_size, n))
-    f.shuffled = shuffled
-    f.learning_rate, f.power_t, f.alpha = learning_rate, power_t, alpha
+    f.bs = max(1, min(<Py_ssize_t> spec.batch_size, n))
+    f.shuffled = spec.shuffled
+    f.learning_rate, f.power_t, f.alpha = spec.learning_rate, spec.power_t, spec.alpha
+    f.schedule_scale = spec.schedule_scale
     f.X, f.Y, f.w = &X[0, 0], &Y[0, 0], &sample_weight[0]
     # the four parameters as flat vectors, in the order of the gradient vector
-    f.params[:] = [&W1[0, 0], &b1[0], &W2[0, 0], &b2[0]]
-    f.firsts[:] = [&m_W1[0, 0], &m_b1[0], &m_W2[0, 0], &m_b2[0]]
-    f.seconds[:] = [&v_W1[0, 0], &v_b1[0], &v_W2[0, 0], &v_b2[0]]
+    _flat_pointers(params, f.params, &X[0, 0])
+    _flat_pointers(state.m, f.firsts, &X[0, 0])
+    _flat_pointers(state.v, f.seconds, &X[0, 0])
     f.t = &t[0]
     f.losses = &losses[0] if losses.shape[0] else NULL
     f.n_losses = losses.shape[0]
-    f.plan = _make_plan(f.bs, d, h, k, activation_code, n_threads)
+    f.plan = _make_plan(f.bs, d, h, k, spec.activation, n_threads)
     f.offsets[:] = [0, d * h, d * h + h, d * h + h + h * k, f.plan.n_params]
-    f.st.optimizer = optimizer
-    f.st.nesterov = nesterov
-    f.st.momentum = momentum
-    f.st.beta1, f.st.beta2 = beta1, beta2
-    f.st.one_minus_beta1, f.st.one_minus_beta2 = 1.0 - beta1, 1.0 - beta2
-    f.st.epsilon = epsilon
+    f.st.optimizer = spec.optimizer
+    f.st.nesterov = spec.nesterov
+    f.st.momentum = spec.momentum
+    f.st.beta1, f.st.beta2 = spec.beta1, spec.beta2
+    f.st.one_minus_beta1, f.st.one_minus_beta2 = 1.0 - f.st.beta1, 1.0 - f.st.beta2
+    f.st.epsilon = spec.epsilon
+    f.st.epsilon_first = spec.epsilon_before_correction
     with nogil:
         # unit weights: the weight products are exact, so they are left out
         f.unit_weights = _all_ones(&sample_weight[0], n)
-    run.ws = _allocate(&f.plan, f.bs if shuffled else 0, sizeof(floating))
+    run.ws = _allocate(&f.plan, f.bs if f.shuffled else 0, sizeof(floating))
     run.is_double = floating is double
-    run.arrays = arrays
+    run.arrays = (X.base, Y.base, sample_weight.base, params, state, losses.base)
     return run
 
 
@@ -850,7 +938,7 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
             w = NULL
         else:
             weight = _weight_sum(w, n)
-        loss = _batch(&plan, &X[0, 0], &Y[0, 0], w, &in_place, n, weight, alpha,
+        loss = _batch(&plan, &ws.pool, &X[0, 0], &Y[0, 0], w, &in_place, n, weight, alpha,
                       &W1[0, 0], &b1[0], &W2[0, 0], &b2[0], <floating *> ws.scratch,
                       <floating *> ws.chunk_grads, ws.chunk_loss, grad)
         for i in range(d * h):

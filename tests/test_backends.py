@@ -166,13 +166,16 @@ def test_tanh_is_exactly_odd_and_saturates(compiled_backend, dtype):
     assert np.all(np.diff(a) >= -4 * np.spacing(a[1:]))
 
 
-# (n, d, h, optimizer options): each splits its batches into several chunks,
-# so fits on 1 and 2 threads take the parallel path in different ways:
-# 32 chunks of narrow rows; 2 chunks of 500 rows (a small n); minibatches of
-# 512 rows in 4 chunks; and rows wide enough for the GEMM tiles.
-_THREAD_CASES = [(9000, 6, 24, {}), (1000, 1, 16, {}),
-                 (3000, 5, 32, dict(optimizer="adam", batch_size=512, learning_rate=1e-3)),
-                 (5000, 80, 64, {})]
+# (n, d, h, optimizer options): each splits its batches into several chunks
+# (a chunk holds at least 2**20 units of rows * h * (d + k) in both compiled
+# backends; docs/kernels.md), so fits on 1 and 2 threads take the parallel
+# path in different ways: several chunks of narrow rows; chunks of a single
+# input; minibatches split into chunks, with a serial last batch; and rows
+# wide enough for the GEMM tiles.
+_THREAD_CASES = [(40000, 6, 24, {}), (70000, 1, 16, {}),
+                 (24000, 5, 32, dict(optimizer="adam", batch_size=12000, learning_rate=1e-3)),
+                 (5000, 80, 64, {}), (9000, 6, 24, {}), (4000, 1, 16, {}),
+                 (6000, 5, 32, dict(optimizer="adam", batch_size=2800, learning_rate=1e-3))]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

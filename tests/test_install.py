@@ -47,3 +47,8 @@ def test_numba_cache_works_from_a_read_only_package_directory(tmp_path):
     assert out.stdout.strip() == "ok"
     # the kernels were cached somewhere writable, outside the package
     assert any(home.rglob("*.nbi")), "numba wrote no cache index under the user cache directory"
+
+
+def test_package_is_marked_typed():
+    # PEP 561: type checkers read the installed package's hints only with this marker
+    assert (Path(shallownet.__file__).parent / "py.typed").is_file()

@@ -435,13 +435,18 @@ def test_run_lbfgs_on_shallownet_loss(dtype):
         assert all(p.dtype == dtype and p.flags.c_contiguous for p in params)
         return module.loss_and_gradients(X, Y, w, params, code, 0.0, 1)
 
-    final, result = run_lbfgs(evaluate, start, max_iter=40, max_fun=15000, tol=1e-6,
-                              callback=lambda p: seen.append(p.W1.copy()))
-    assert result.nit == len(seen) <= 40
-    assert all(p.dtype == dtype for p in final)
-    np.testing.assert_array_equal(pack(final), result.x.astype(dtype))
-    assert pack(final).dtype == dtype
-    assert result.fun < evaluate(start)[0] / 5
+    result = run_lbfgs(evaluate, start, max_iter=40, max_fun=15000, tol=1e-6,
+                       callback=lambda i, loss, p: seen.append(p.W1.copy()) and False)
+    assert result.n_iter == len(seen) == len(result.loss_curve) <= 40
+    assert all(p.dtype == dtype for p in result.params)
+    # scikit-learn's packing, in the parameters' dtype: SciPy evaluates there
+    assert pack(start).dtype == dtype
+    x = result.optimize_result.x
+    np.testing.assert_array_equal(pack(result.params), x.astype(dtype))
+    W1, b1, W2, b2 = result.params
+    np.testing.assert_array_equal(x[:W1.size].astype(dtype), W1.ravel())
+    np.testing.assert_array_equal(x[W1.size:W1.size + W2.size].astype(dtype), W2.ravel())
+    assert result.loss_curve[-1] < result.initial_loss / 5
 
 
 def test_backend_auto_picks_a_backend_that_runs_sklearns_forms():

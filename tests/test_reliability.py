@@ -51,6 +51,24 @@ def test_concurrent_fits_match_sequential_fits(backend):
         assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
 
 
+def test_concurrent_two_thread_fits_match_sequential_fits():
+    # each Cython run owns its thread pool: four fits, each splitting its
+    # batches over 2 threads, from four Python threads at once
+    problems = [make_problem(70000, 1, 1, seed=s) for s in range(4)]   # 2 chunks a batch
+
+    def run(i):
+        X, y = problems[i]
+        return shallownet.fit(X, y, hidden=16, epochs=4, backend="cython", random_state=i,
+                              n_threads=2)
+
+    sequential = [run(i) for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(run, range(4)))
+    for a, b in zip(sequential, concurrent):
+        assert np.array_equal(a.loss_curve, b.loss_curve)
+        assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+
+
 def test_compiled_loops_release_the_gil(compiled_backend):
     # A Python thread counts while a long fit runs in another thread. With the GIL released
     # it counts at close to its free-running rate; with the GIL held it would only count in
@@ -91,3 +109,49 @@ def test_results_identical_across_processes(backend, dtype):
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout for _ in range(2)}
     assert len(outs) == 1
+
+
+_FORK_CHILD = """
+import multiprocessing, os, sys
+import numpy as np, shallownet
+from shallownet._activations import ACTIVATIONS
+from shallownet._params import init_params
+from shallownet._training import SGD, TrainSpec, new_state
+from shallownet.backends import resolve_backend
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((80000, 1)); y = np.sin(X[:, 0])   # two chunks a batch
+
+def fit(_=None):
+    model = shallownet.fit(X, y, hidden=16, epochs=3, backend="cython", random_state=0,
+                           n_threads=2)
+    return model.loss_curve.tobytes()
+
+expected = fit()   # the parent's pool has started its workers
+# a run opened (and its pool started) in the parent, called again in the child
+_, module = resolve_backend("cython")
+params = init_params(1, 16, 1, ACTIVATIONS["tanh"], 0, np.float64)
+spec = TrainSpec(ACTIVATIONS["tanh"].code, SGD, 0.05, 0.0, 0.0, False, 0.9, 0.999, 1e-8, 0.0,
+                 80000, False)
+run = module.open_run(X, y.reshape(-1, 1), np.ones(80000), params, new_state(params), spec,
+                      np.zeros(4), 2)
+run(0, 0, 1, np.empty((0, 0), np.int64))
+pid = os.fork()
+if pid == 0:
+    ok = fit() == expected and run(1, 1, 1, np.empty((0, 0), np.int64)) == 1
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    assert pool.map(fit, range(2)) == [expected, expected]
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_fork_started_children_can_fit_after_the_parent_did():
+    # GNU OpenMP hung here: a child forked after a parallel region waited
+    # forever in its next one; the pool's at-fork handler starts fresh workers
+    out = subprocess.run([sys.executable, "-c", _FORK_CHILD], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -135,3 +135,16 @@ def test_divergence_raises_instead_of_returning_nan(backend):
                        match=r"non-finite in the last step of epoch 0 with learning_rate=1e\+300"):
         shallownet.fit(X, y * 1e10, learning_rate=1e300, epochs=1, activation="identity",
                        backend=backend, random_state=0)
+
+
+def test_dask_input_points_to_shallownet_dask():
+    da = pytest.importorskip("dask.array")
+    X = da.ones((20, 3), chunks=10)
+    y = da.ones(20, chunks=10)
+    with pytest.raises(TypeError, match="X is a dask Array.*shallownet.dask.fit"):
+        shallownet.fit(X, np.ones(20), backend="numpy")
+    with pytest.raises(TypeError, match="y is a dask Array"):
+        shallownet.fit(np.ones((20, 3)), y, backend="numpy")
+    model = shallownet.fit(np.ones((20, 3)), np.ones(20), epochs=1, backend="numpy")
+    with pytest.raises(TypeError, match="shallownet.dask.predict"):
+        model.predict(X)

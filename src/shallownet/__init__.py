@@ -7,6 +7,7 @@ NumPy reference, Numba kernels or a Cython extension (see ``docs/``).
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from ._evaluator import Evaluator
 from ._fit import fit, loss_and_gradients
 from ._params import Params
 from .backends import available_backends
@@ -17,7 +18,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["MLPRegressor", "Model", "ShallowNetRegressor", "Params", "available_backends", "fit", "load",
+__all__ = ["Evaluator", "MLPRegressor", "Model", "Params", "ShallowNetRegressor",
+           "available_backends", "fit", "load",
            "loss_and_gradients", "__version__"]
 
 

@@ -4,38 +4,11 @@ import numpy as np
 
 from . import _validation as v
 from ._params import Params, init_params
-from ._training import OPTIMIZERS, SCHEDULES, Trainer, new_state
-from .backends import resolve_backend, thread_limits
+from ._evaluator import Evaluator
+from ._options import check_options, new_state
+from ._training import Trainer
+from .backends import resolve_backend
 from .model import Model
-
-
-def check_options(options, n_samples=None):
-    """Validate fit's training options in place; returns the dict."""
-    o = options
-    o["hidden"] = v.check_positive_int(o["hidden"], "hidden")
-    v.check_activation(o["activation"])
-    o["learning_rate"] = v.check_learning_rate(o["learning_rate"])
-    o["epochs"] = v.check_positive_int(o["epochs"], "epochs")
-    o["optimizer"] = v.check_choice(o["optimizer"], "optimizer", OPTIMIZERS)
-    o["batch_size"] = v.check_positive_int(o["batch_size"], "batch_size")
-    o["shuffle"] = v.check_bool(o["shuffle"], "shuffle")
-    o["momentum"] = v.check_real(o["momentum"], "momentum", low=0.0, high=1.0, high_open=True)
-    o["nesterov"] = v.check_bool(o["nesterov"], "nesterov")
-    if o["nesterov"] and not o["momentum"]:
-        raise ValueError("nesterov=True needs a momentum > 0")
-    o["beta1"] = v.check_real(o["beta1"], "beta1", low=0.0, high=1.0, high_open=True)
-    o["beta2"] = v.check_real(o["beta2"], "beta2", low=0.0, high=1.0, high_open=True)
-    o["epsilon"] = v.check_real(o["epsilon"], "epsilon", low=0.0, low_open=True)
-    o["alpha"] = v.check_real(o["alpha"], "alpha", low=0.0)
-    o["learning_rate_schedule"] = v.check_choice(o["learning_rate_schedule"],
-                                                 "learning_rate_schedule", SCHEDULES)
-    o["power_t"] = v.check_real(o["power_t"], "power_t", low=0.0)
-    o["early_stopping"] = v.check_bool(o["early_stopping"], "early_stopping")
-    o["validation_fraction"] = v.check_real(o["validation_fraction"], "validation_fraction",
-                                            low=0.0, high=1.0, low_open=True, high_open=True)
-    o["n_iter_no_change"] = v.check_positive_int(o["n_iter_no_change"], "n_iter_no_change")
-    o["tol"] = v.check_real(o["tol"], "tol", low=0.0)
-    return o
 
 
 def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
@@ -98,6 +71,8 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
     rng = v.check_random_state(random_state)
     if init is not None:
         W1_shape = np.shape(init[0]) if isinstance(init, (tuple, list)) and len(init) == 4 else None
+        if W1_shape is not None and len(W1_shape) == 2 and W1_shape[1] == 0:
+            v.check_init(init, d, 0, k, dtype)   # raises: no hidden units
         if W1_shape is not None and len(W1_shape) == 2 and W1_shape[1] != options["hidden"]:
             raise ValueError(f"init.W1 has {W1_shape[1]} hidden units but hidden={options['hidden']}; "
                              f"pass hidden={W1_shape[1]}")
@@ -106,21 +81,25 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
         params = init_params(d, options["hidden"], k, activation, rng, dtype)
     split_rng, shuffle_rng = rng.spawn(2)
 
-    validation = None
+    validation = rows = None
     if options["early_stopping"]:
         n_val = int(np.ceil(options["validation_fraction"] * n))
         if n_val < 1 or n - n_val < 1:
             raise ValueError(f"early_stopping needs at least one training and one validation row; "
                              f"with n={n} and validation_fraction={options['validation_fraction']} "
                              f"there are {n - n_val} and {n_val}")
-        rows = split_rng.permutation(n)
-        val_rows, train_rows = np.sort(rows[:n_val]), np.sort(rows[n_val:])
+        order = split_rng.permutation(n)
+        val_rows, rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        # the validation rows are copied (a tenth of X by default); the
+        # training rows are not: the trainer walks them inside X
         validation = (X[val_rows], Y[val_rows], sample_weight[val_rows])
-        X, Y, sample_weight = X[train_rows], Y[train_rows], sample_weight[train_rows]
+        if not sample_weight[rows].sum(dtype=np.float64) > 0:
+            raise ValueError("sample_weight is zero on every training row left by the "
+                             "early-stopping split")
 
     trainer = Trainer(module, options, act, params, new_state(params), shuffle_rng, n_threads)
     model = Model(trainer, backend=backend_name, one_d_y=np.ndim(y) == 1)
-    model._train(X, Y, sample_weight, options["epochs"], validation=validation,
+    model._train(X, Y, sample_weight, options["epochs"], rows=rows, validation=validation,
                  callback=callback, callback_every=callback_every, verbose=verbose)
     return model
 
@@ -130,22 +109,10 @@ def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threa
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``.
 
     ``params`` is a Params or 4-tuple; its shapes fix h. Computed by the named
-    backend in the dtype of X (float32 X stays float32), never modifying the inputs.
+    backend in the dtype of X (float32 X stays float32), never modifying the
+    inputs. To evaluate many parameters on the same data, build a
+    ``shallownet.Evaluator`` once: it validates the data only then.
     """
-    dtype = v.check_dtype(None, X)
-    X, Y = v.check_X_y(X, y, dtype)
-    sample_weight = v.check_sample_weight(sample_weight, X.shape[0], dtype)
-    alpha = v.check_real(alpha, "alpha", low=0.0)
-    act = v.check_activation(activation)
-    n_threads = v.check_n_threads(n_threads)
-    _, module = resolve_backend(backend)
-    if not isinstance(params, (tuple, list)) or len(params) != 4:
-        raise TypeError(f"params must be a Params or a 4-tuple (W1, b1, W2, b2), got {type(params).__name__}")
-    W1_shape = np.shape(params[0])
-    if len(W1_shape) != 2:
-        raise ValueError(f"params.W1 must be 2-D of shape (d, h), got shape {W1_shape}")
-    checked = v.check_init(params, X.shape[1], W1_shape[1], Y.shape[1], dtype, name="params")
-    with thread_limits(module, n_threads):
-        loss, grads = module.loss_and_gradients(X, Y, sample_weight, checked, act.code, alpha,
-                                                n_threads)
-    return float(loss), Params(*grads)
+    evaluator = Evaluator(X, y, activation=activation, alpha=alpha, sample_weight=sample_weight,
+                          backend=backend, n_threads=n_threads)
+    return evaluator(params)

@@ -1,22 +1,22 @@
-"""L-BFGS over a network's packed parameters, as scikit-learn's MLP runs it.
+"""L-BFGS over the packed parameters: SciPy's L-BFGS-B, as scikit-learn runs it.
 
-SciPy's L-BFGS-B minimises ``evaluate`` over one vector holding
-``W1, W2, b1, b2`` raveled in that order (scikit-learn's packing: every
-layer's coefficients, then every layer's intercepts), with the options
-scikit-learn passes: ``maxfun=max_fun``, ``maxiter=max_iter``,
-``gtol=tol``, and ``iprint`` only for SciPy releases that still read it.
-The start is packed in the parameters' dtype, as scikit-learn packs it:
-SciPy iterates in float64 but evaluates at points cast to the start's
-dtype, so float32 parameters are evaluated at float32 points, as in
-scikit-learn.
-Each call unpacks the vector into C-contiguous views of one buffer in the
-parameters' dtype, so ``evaluate`` receives arrays a backend accepts as
-they are.
+``evaluate(params) -> (loss, Params grads)`` is the only access to the data,
+so the same driver serves a local fit, a distributed one
+(``shallownet.dask``), where each evaluation is one pass over the parts, and
+the scikit-learn drop-in (``shallownet.neural_network``).
+
+As scikit-learn runs it: the parameters are packed in its order (every
+layer's coefficients, then every layer's intercepts: W1, W2, b1, b2), in
+the parameters' dtype; SciPy iterates in float64 but evaluates at points
+cast to the start's dtype (float32 parameters are evaluated at float32
+points, as in scikit-learn); the options are ``maxfun``, ``maxiter``,
+``gtol=tol``, and ``iprint`` for SciPy releases that still read it.
 """
+
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy
-import scipy.optimize
 
 from ._params import Params
 
@@ -24,66 +24,74 @@ from ._params import Params
 _SCIPY_READS_IPRINT = tuple(int(p) for p in scipy.__version__.split(".")[:2]) < (1, 15)
 
 
+class LbfgsResult(NamedTuple):
+    params: Params           # the last iterate, in the dtype of the starting params
+    loss_curve: np.ndarray   # float64 (n_iter,): the loss after each iteration
+    initial_loss: float      # the loss at the starting params
+    n_iter: int              # iterations taken
+    n_fun: int               # evaluations of the loss and gradients
+    converged: bool          # SciPy's success flag (False on max_iter, max_fun or a callback stop)
+    message: str
+    optimize_result: Any     # SciPy's OptimizeResult (x: the float64 iterate, packed; status)
+
+
 def pack(params):
-    """One vector in the parameters' dtype: W1, W2, b1, b2 raveled (scikit-learn's order)."""
+    """One vector, W1, W2, b1, b2 raveled (scikit-learn's order), in their common dtype."""
     W1, b1, W2, b2 = params
-    return np.concatenate([W1.ravel(), W2.ravel(), b1, b2])
+    return np.concatenate([np.ravel(W1), np.ravel(W2), np.ravel(b1), np.ravel(b2)])
 
 
-class _Unpacker:
-    """Views ``Params`` into a vector's buffer, cast to ``dtype``."""
-
-    def __init__(self, shapes, dtype):
-        (d, h), (_, k) = shapes
-        self.dtype = np.dtype(dtype)
-        ends = np.cumsum([d * h, h * k, h, k])
-        self.slices = [slice(0, ends[0]), slice(ends[1], ends[2]),
-                       slice(ends[0], ends[1]), slice(ends[2], ends[3])]
-        self.shapes = [(d, h), (h,), (h, k), (k,)]
-        self.size = int(ends[-1])
-        # the evaluation buffer, reused: float64 vectors are copied into it
-        self.buffer = np.empty(self.size, dtype=self.dtype)
-
-    def __call__(self, x, out=None):
-        buf = self.buffer if out is None else out
-        buf[...] = x
-        return Params(*(buf[s].reshape(shape) for s, shape in zip(self.slices, self.shapes)))
+def unpack(vector, like):
+    """Params shaped and typed as ``like`` from a packed vector (fresh arrays)."""
+    W1, b1, W2, b2 = like
+    ends = np.cumsum([W1.size, W2.size, b1.size, b2.size])
+    pieces = np.split(np.asarray(vector), ends[:-1])
+    return Params(*(np.ascontiguousarray(piece.reshape(p.shape), dtype=p.dtype)
+                    for piece, p in zip((pieces[0], pieces[2], pieces[1], pieces[3]), like)))
 
 
-def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint=-1):
-    """Minimise ``evaluate(params) -> (loss, Params grads)`` from ``params`` by L-BFGS-B.
+def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint=-1,
+              check_finite=True):
+    """Minimise the loss from ``params`` with L-BFGS-B (no bounds).
 
-    ``params`` (a Params) gives the start, the shapes and the dtype in
-    which ``evaluate`` is called; the Params it receives are views of one
-    reused buffer, valid only during the call. ``callback(params)``, if
-    given, is called after each iteration. ``iprint`` is scikit-learn's
-    (1 when verbose, else -1), passed to SciPy releases that read it.
-
-    Returns ``(Params, result)``: the final parameters in ``params``' dtype
-    (new arrays) and SciPy's OptimizeResult (``x`` the float64 vector in
-    the order of ``pack``, ``fun``, ``nit``, ``nfev``, ``status``, ``message``).
+    ``max_iter`` and ``max_fun`` cap the iterations and the evaluations;
+    ``tol`` is SciPy's ``gtol`` (the largest gradient entry at which to stop),
+    as in scikit-learn's ``solver="lbfgs"``. ``callback(iteration, loss,
+    params) -> bool`` is called after each iteration; True stops. ``iprint``
+    is scikit-learn's (1 when verbose, else -1), passed to SciPy releases
+    that read it. Raises FloatingPointError when the loss at the last
+    iterate is not finite, unless ``check_finite`` is False (scikit-learn
+    checks the weights instead).
     """
-    unpack = _Unpacker((params.W1.shape, params.W2.shape), params.W1.dtype)
-    grad = np.empty(unpack.size, dtype=np.float64)   # SciPy's iterations are float64
+    from scipy.optimize import minimize  # SciPy's optimizer module: only when used
 
-    def fun(x):
-        loss, grads = evaluate(unpack(x))
-        W1, b1, W2, b2 = grads
-        # the same order as pack(), written into one reused vector
-        grad[unpack.slices[0]] = W1.ravel()
-        grad[unpack.slices[2]] = W2.ravel()
-        grad[unpack.slices[1]] = b1
-        grad[unpack.slices[3]] = b2
-        return float(loss), grad.copy()
+    like = Params(*params)
+    losses = []
 
-    options = {"maxfun": max_fun, "maxiter": max_iter, "gtol": tol}
+    def fun(vector):
+        current = unpack(vector, like)
+        loss, grads = evaluate(current)
+        loss = float(loss)
+        if not losses:
+            losses.append(loss)
+        return loss, pack(grads).astype(np.float64, copy=False)
+
+    def on_iteration(intermediate_result):
+        loss = float(intermediate_result.fun)
+        losses.append(loss)
+        if callback is not None and callback(len(losses) - 2, loss,
+                                             unpack(intermediate_result.x, like)):
+            raise StopIteration
+
+    options = dict(maxiter=max_iter, maxfun=max_fun, gtol=tol)
     if _SCIPY_READS_IPRINT:
         options["iprint"] = iprint
-    user_callback = None
-    if callback is not None:
-        def user_callback(x):
-            callback(unpack(x, np.empty(unpack.size, dtype=unpack.dtype)))
-    result = scipy.optimize.minimize(fun, pack(params), method="L-BFGS-B", jac=True,
-                                     options=options, callback=user_callback)
-    final = unpack(result.x, np.empty(unpack.size, dtype=unpack.dtype))
-    return final, result
+    result = minimize(fun, pack(like), jac=True, method="L-BFGS-B", callback=on_iteration,
+                      options=options)
+    # a trial point of the line search may overflow (the search backs off);
+    # the point it ends on may not
+    if check_finite and not np.isfinite(result.fun):
+        raise FloatingPointError(f"L-BFGS diverged: the loss became {result.fun:g}; scale X and y")
+    return LbfgsResult(unpack(result.x, like), np.asarray(losses[1:], dtype=np.float64), losses[0],
+                       int(result.nit), int(result.nfev), bool(result.success),
+                       str(result.message), result)

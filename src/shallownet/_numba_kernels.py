@@ -14,11 +14,12 @@
 # never raises.
 #
 # Batches. Each batch runs the full-batch code of the seed on its own rows:
-# chunks fixed by the batch's row count (a batch of at most 2048 rows is one
-# chunk, run serially), private accumulators reduced in chunk order, tiles.
-# Rows in order: a batch is a slice of X (and of the transposed copy of X the
-# explicit loops read), nothing is copied. Shuffled: each batch's rows, Y rows
-# and weights are gathered into buffers allocated once per fit, in the
+# chunks fixed by the batch's row count and the shapes (a batch of under
+# ~2 M operations is one chunk, run serially: _plan), private accumulators
+# reduced in chunk order, tiles. Rows in order: a batch is a slice of X (and
+# of the transposed copy of X the explicit loops read), nothing is copied.
+# Shuffled: each epoch walks the m <= n rows of its order; each batch's rows,
+# Y rows and weights are gathered into buffers allocated once per fit, in the
 # layout the tiles read (row-major for the GEMMs, transposed for the loops).
 #
 # Flags. fastmath 'contract' only (a*b + c may become an FMA: deterministic),
@@ -53,24 +54,21 @@ _JIT_EXACT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 # Chunks: fixed by the batch's row count alone (docs/kernels.md): the largest
 # power of two <= min(MAX_CHUNKS, n // min_rows) chunks (powers of two share
 # out evenly over 2, 4, ... threads), where a chunk holds enough work to pay
-# for a parallel region (~1.2 us here): min_rows = CHUNK_WORK // h rows, or
-# GEMM_MIN_CHUNK_ROWS for tall GEMM tiles once d*h >= GEMM_TALL_DH. Measured:
-# Adam's 200-row batches at (100000, 10, 32) in 2 chunks, unshuffled,
-# 7.6-8.7 ms an epoch on 2 threads against 10.3-10.5 on 1.
+# for the parallel region it may run in, on a busy machine too: a row costs
+# h (2 (d + k) + 33) operations (a multiply-add each way per input and
+# output, ~33 for the activation, its derivative and the rest), and a chunk
+# needs CHUNK_MIN_OPS of them, ~0.3 ms single-threaded (3 G operations/s
+# measured at (4000, 20, 100)): a region that waits tens of microseconds for
+# a second thread costs a few percent. Below 2 * CHUNK_MIN_OPS a batch is one
+# chunk, run serially: Adam's 200-row batches at (4000, 20, 100) (1.5 M
+# operations) ran 15x slower in a 2-thread region per batch than serially
+# with two busy processes on the 2 cores (OpenMP layer), and (1000, 1, 16)
+# is at its single-core floor (docs/kernels.md). Tall GEMM tiles (d*h >=
+# GEMM_TALL_DH) take at least GEMM_MIN_CHUNK_ROWS rows a chunk.
 MAX_CHUNKS = 32
 GEMM_MIN_CHUNK_ROWS = 2048
 GEMM_TALL_DH = 4096
-CHUNK_WORK = 2048
-# The explicit loops pay more per chunk (a call per hidden unit and tile,
-# the chunk's accumulators): there a chunk needs about twice the work, which
-# grows with d: a row costs h (2 d + 33) operations (d multiply-adds each
-# way, ~33 for the activation, its derivative and the rest), so min_rows =
-# EXPLICIT_CHUNK_OPS // (h (2 d + 33)), 4096 // h at d = 1. Measured on
-# 2 threads, three interleaved runs each, us an epoch: (1000, 1, 16) in 2
-# chunks 16-20.5, in 4 chunks 20-23; (2000, 1, 16) 28-34 in 4, 34-47 in 8;
-# (1000, 4, 8) 18.5-19 serial, 15-19 in 2 chunks. 200-row Adam batches at
-# (100000, 10, 32) split in 2 (84 rows a chunk at most).
-EXPLICIT_CHUNK_OPS = 4096 * 35
+CHUNK_MIN_OPS = 1 << 20
 # Two tile kernels, chosen by the shapes, and by whether the host has
 # AVX-512: OpenBLAS's AVX-512 GEMM kernels gain more from it than the loops.
 # With AVX-512 (measured single-threaded at n = 50000, tanh): the explicit
@@ -926,11 +924,9 @@ def _plan(n, d, h, k):
     of n rows: fixed by the shapes alone. n_chunks is monotone in n, and
     tile_rows <= max_tile_rows, which buffers for n rows hold."""
     use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
+    min_rows = max(CHUNK_MIN_OPS // (h * (2 * (d + k) + 33)), 1)
     if d * h >= GEMM_TALL_DH:
-        min_rows = GEMM_MIN_CHUNK_ROWS
-    else:
-        min_rows = max(CHUNK_WORK // h if use_gemm
-                       else EXPLICIT_CHUNK_OPS // (h * (2 * d + 33)), 1)
+        min_rows = max(min_rows, GEMM_MIN_CHUNK_ROWS)
     if use_gemm:
         tile_rows = GEMM_TILE_ROWS
     else:
@@ -1291,13 +1287,53 @@ def _step_adam(p, g, m, v, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
         p_flat[i] -= lr * (mi / bias1) / (np.sqrt(vi / bias2) + epsilon)
 
 
+@njit(**_JIT_EXACT)
+def _step_adam_folded(p, g, m, v, step, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                      epsilon):
+    """As _step_adam, epsilon added to sqrt(v) before the bias correction,
+    which the float64 step = lr sqrt(bias2) / bias1 carries:
+    p -= step m / (sqrt(v) + epsilon). The quotient is formed in float64 and
+    rounded once into p, as NumPy does with a float64 scalar step."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    m_flat = m.reshape(-1)
+    v_flat = v.reshape(-1)
+    for i in range(p_flat.shape[0]):
+        gi = g_flat[i]
+        mi = m_flat[i] * beta1
+        mi = mi + one_minus_beta1 * gi
+        vi = v_flat[i] * beta2
+        vi = vi + (one_minus_beta2 * gi) * gi
+        m_flat[i] = mi
+        v_flat[i] = vi
+        p_flat[i] -= (step * np.float64(mi)) / np.float64(np.sqrt(vi) + epsilon)
+
+
+@njit(**_JIT_EXACT)
+def _learning_rate(learning_rate, epoch, schedule_scale, power_t):
+    """learning_rate / (epoch schedule_scale + 1) ** power_t in float64,
+    rounded as the reference rounds it (no FMA)."""
+    return learning_rate / math.pow(np.float64(epoch) * schedule_scale + 1.0, power_t)
+
+
 @njit(**_JIT)
 def _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
           mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t, optimizer, lr, momentum, nesterov,
-          beta1, beta2, epsilon):
+          beta1, beta2, epsilon, epsilon_first):
     """One optimizer update of every parameter, t = the steps taken counting
     this one (float64 scalars; converted to the parameters' dtype here)."""
-    if optimizer == ADAM:
+    if optimizer == ADAM and epsilon_first:
+        bias1 = 1.0 - math.pow(beta1, np.float64(t))
+        bias2 = 1.0 - math.pow(beta2, np.float64(t))
+        step = np.float64(lr) * math.sqrt(bias2) / bias1
+        b1_, c1 = _like(beta1, W1), _like(1.0 - beta1, W1)
+        b2_, c2 = _like(beta2, W1), _like(1.0 - beta2, W1)
+        eps = _like(epsilon, W1)
+        _step_adam_folded(W1, grad_W1, mW1, vW1, step, b1_, c1, b2_, c2, eps)
+        _step_adam_folded(b1, grad_b1, mb1, vb1, step, b1_, c1, b2_, c2, eps)
+        _step_adam_folded(W2, grad_W2, mW2, vW2, step, b1_, c1, b2_, c2, eps)
+        _step_adam_folded(b2, grad_b2, mb2, vb2, step, b1_, c1, b2_, c2, eps)
+    elif optimizer == ADAM:
         bias1 = _like(1.0 - math.pow(beta1, np.float64(t)), W1)
         bias2 = _like(1.0 - math.pow(beta2, np.float64(t)), W1)
         b1_, c1 = _like(beta1, W1), _like(1.0 - beta1, W1)
@@ -1325,14 +1361,18 @@ def _step(W1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
 @njit(**_JIT)
 def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
           code, optimizer, learning_rate, power_t, momentum, nesterov, beta1, beta2, epsilon,
-          alpha, batch_size, epoch0, gather, orders, losses, start, count, n_threads, buf, buf64):
+          alpha, batch_size, schedule_scale, epsilon_first, epoch0, gather, orders, losses,
+          start, count, n_threads, buf, buf64):
     """Run ``count`` epochs on W1, b1, W2, b2 and the optimizer state (m*, v*,
     t: int64 (1,) steps taken) in place; see the header. ``buf`` and
     ``buf64`` are the run's buffers (``workspace_sizes``), filled by
     ``prepare`` for these X, Y, w and settings.
 
-    gather: shuffled batches, in ``orders``, int64 (count, n) row orders;
-    else rows in order (``orders`` is then an empty (0, 0) array).
+    gather: shuffled batches, in ``orders``, int64 (count, m) row orders,
+    1 <= m <= n (an epoch walks those m rows); else all rows in order
+    (``orders`` is then an empty (0, 0) array). Epoch e steps with
+    learning_rate / (e schedule_scale + 1) ** power_t; epsilon_first: Adam
+    adds epsilon to sqrt(v) before the bias correction (_step_adam_folded).
     losses[start + e] receives the weighted mean of epoch e's batch losses;
     returns the number of finished epochs (stops at the first batch loss that
     is not finite, after writing it to losses).
@@ -1342,7 +1382,9 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
     h = W1.shape[1]
     k = Y.shape[1]
     rows = max(1, min(batch_size, n))
-    n_batches = (n + rows - 1) // rows
+    # an epoch's rows: all n in order, or the m rows of its order
+    walked = orders.shape[1] if gather else n
+    n_batches = (walked + rows - 1) // rows
     workspace, grads, batch_weight, unit, sizes = _carve(
         buf, buf64, n, d, h, k, rows, n_threads, gather)
     if sizes[0] > buf.shape[0] or sizes[1] > buf64.shape[0]:
@@ -1365,12 +1407,12 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
         w_batch[:] = 1
     no_order = _no_order()
     for epoch in range(count):
-        lr = _like(learning_rate / math.pow(np.float64(epoch0 + epoch + 1), power_t), W1)
+        lr = _like(_learning_rate(learning_rate, epoch0 + epoch, schedule_scale, power_t), W1)
         epoch_loss = 0.0
         epoch_weight = 0.0
         for batch in range(n_batches):
             first = batch * rows
-            m = min(rows, n - first)
+            m = min(rows, walked - first)
             # a gathered batch starts at row 0 of its buffers (one int64 for
             # both cases: a literal 0 would compile every callee a second time)
             row0 = 0 if gather else first
@@ -1403,7 +1445,7 @@ def train(X, Y, w, W1, b1, W2, b2, mW1, mb1, mW2, mb2, vW1, vb1, vW2, vb2, t,
             t[0] += 1
             _step(P1, b1, W2, b2, grad_W1, grad_b1, grad_W2, grad_b2,
                   mP1, mb1, mW2, mb2, vP1, vb1, vW2, vb2, t[0], optimizer, lr, momentum,
-                  nesterov, beta1, beta2, epsilon)
+                  nesterov, beta1, beta2, epsilon, epsilon_first)
         losses[start + epoch] = epoch_loss / epoch_weight
     if use_gemm:
         _copy_transposed(moments, W1, mW1, vW1, W1T, mW1T, vW1T)

@@ -8,17 +8,13 @@ Python at no per-epoch cost (a block is 1 epoch only with early stopping).
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
-
 import numpy as np
+
+from ._options import ADAM, OPTIMIZERS, SCHEDULES, SGD, OptimizerState, TrainSpec, new_state  # noqa: F401
 from ._params import Params
-from ._validation import usable_cores
+from ._threads import usable_cores
 from .backends import thread_limits
 
-SGD, ADAM = 0, 1
-# "gd" is the seed's method: SGD on one batch of all the rows, in order
-OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM}
-SCHEDULES = ("constant", "invscaling")
 # With shuffling, blocks hold about this many order entries (at least one
 # epoch). Drawing an order costs ~5 ns a row (shallownet._shuffle), about a
 # twentieth of a minibatch Adam epoch at (100000, 10, 32). When the compiled
@@ -34,40 +30,11 @@ _OVERLAP_ORDER_ENTRIES = 1 << 18
 # moves often enough, and the returns from compiled code (1-8 us each)
 # stay a small part of a fit however short its epochs (benches/RESULTS.md)
 _PROGRESS_SECONDS = 0.05
-
-
-class TrainSpec(NamedTuple):
-    """The scalars every backend's ``train`` reads (see ``shallownet.backends``)."""
-
-    activation: int      # code from _activations.ACTIVATIONS
-    optimizer: int       # SGD or ADAM
-    learning_rate: float
-    power_t: float       # epoch e steps with learning_rate / (e + 1) ** power_t
-    momentum: float
-    nesterov: bool
-    beta1: float
-    beta2: float
-    epsilon: float
-    alpha: float         # L2 penalty
-    batch_size: int
-    shuffled: bool       # each epoch walks the rows of its order (a permutation)
-    # epoch e steps with learning_rate / (e * schedule_scale + 1) ** power_t;
-    # scikit-learn's invscaling counts samples seen (schedule_scale = n)
-    schedule_scale: float = 1.0
-    # Adam's epsilon added to sqrt(v) before the bias correction, folded
-    # into the step size (scikit-learn's form) instead of after it
-    epsilon_before_correction: bool = False
-
-
-class OptimizerState(NamedTuple):
-    m: Params            # SGD: velocity; Adam: first moment
-    v: Params            # Adam: second moment
-    t: np.ndarray        # int64 (1,): optimizer steps taken so far
-
-
-def new_state(params):
-    zeros = lambda: Params(*(np.zeros_like(p) for p in params))  # noqa: E731
-    return OptimizerState(zeros(), zeros(), np.zeros(1, dtype=np.int64))
+# without one, blocks last about this long, so that Ctrl-C (seen by Python
+# between blocks) stops a fit well within a second of any backend
+_BLOCK_SECONDS = 0.2
+# the backends write a block's losses here; the curve grows by copies of it
+_CURVE_BUFFER = 1 << 16
 
 
 def weighted_loss(params, X, Y, sample_weight, activation):
@@ -92,16 +59,17 @@ class Trainer:
         self.epochs_done = 0
         self.best_epoch = None          # with early stopping: the epoch whose parameters were kept
 
-    def _spec(self, n):
+    def _spec(self, n, subset, n_rows):
         o = self.options
-        batch_size = n if o["optimizer"] == "gd" else min(o["batch_size"], n)
+        batch_size = n_rows if o["optimizer"] == "gd" else min(o["batch_size"], n)
         return TrainSpec(
             activation=self.activation.code, optimizer=OPTIMIZERS[o["optimizer"]],
             learning_rate=o["learning_rate"],
             power_t=o["power_t"] if o["learning_rate_schedule"] == "invscaling" else 0.0,
             momentum=o["momentum"], nesterov=bool(o["nesterov"]), beta1=o["beta1"],
             beta2=o["beta2"], epsilon=o["epsilon"], alpha=o["alpha"], batch_size=batch_size,
-            shuffled=o["optimizer"] != "gd" and bool(o["shuffle"]))
+            # minibatches of a subset of the rows walk it through explicit orders
+            shuffled=o["optimizer"] != "gd" and (bool(o["shuffle"]) or subset))
 
     def _diverged(self, what):
         rate = self.options["learning_rate"]
@@ -118,39 +86,60 @@ class Trainer:
             count = min(count, callback_every - done % callback_every)
         return count
 
-    def run(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
+    def run(self, X, Y, sample_weight, epochs, *, rows=None, validation=None, callback=None,
             callback_every=1, progress=None):
         """Train up to ``epochs`` epochs; returns ``(loss_curve, validation_curve)``.
 
-        Stops early when ``callback`` returns True or, with ``validation``
-        (X_val, Y_val, w_val), when the validation loss has not improved by
-        ``tol`` for ``n_iter_no_change`` epochs; then the best parameters are
-        restored. Raises FloatingPointError when the loss stops being finite.
+        ``rows`` (sorted int64 indices) trains on those rows of X only,
+        without copying X: full batches give the other rows zero weight,
+        minibatches walk orders drawn over ``rows``. Stops early when
+        ``callback`` returns True or, with ``validation`` (X_val, Y_val,
+        w_val), when the validation loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs; then the best parameters are restored.
+        Raises FloatingPointError when the loss stops being finite.
         """
-        n = X.shape[0]
         o = self.options
-        losses = np.full(epochs, np.nan)
-        val_losses = np.full(epochs if validation is not None else 0, np.nan)
-        spec = self._spec(n)
+        if rows is not None and o["optimizer"] != "gd" and not getattr(
+                self.module, "SUBSET_ORDERS", False):
+            # TEMPORARY until every compiled backend walks orders of a subset
+            X, Y, sample_weight, rows = X[rows], Y[rows], sample_weight[rows], None
+        subset = rows is not None
+        # a full batch covers X's every row (those left out weigh nothing)
+        spec = self._spec(len(rows) if subset else X.shape[0], subset, X.shape[0])
         shuffled = spec.shuffled
-        cap = 1 if validation is not None else epochs
+        n = len(rows) if subset and shuffled else X.shape[0]   # the rows an epoch walks
+        if subset and not shuffled:
+            # one full batch: the rows left out weigh nothing (the same
+            # weighted mean as the subset's), so X needs no copy
+            weights = np.zeros_like(sample_weight)
+            weights[rows] = sample_weight[rows]
+            sample_weight = weights
+        # the curves grow with the epochs run, not the epochs asked for:
+        # the backend writes each block's losses into a fixed buffer
+        buffer = np.full(min(epochs, _CURVE_BUFFER), np.nan)
+        curve, val_curve = [], []
+        cap = 1 if validation is not None else len(buffer)
         if shuffled:
             cap = min(cap, max(1, _OVERLAP_ORDER_ENTRIES // n))
-        # with a progress bar the blocks start at one epoch and grow to last
-        # about _PROGRESS_SECONDS each: frequent updates, few returns
-        block = 1 if progress is not None else cap
-        orders = _Orders(self.shuffle_rng, n, shuffled,
-                         overlap=self.n_threads < usable_cores())
+        # blocks start at one epoch and grow to last about _BLOCK_SECONDS
+        # (_PROGRESS_SECONDS with a progress bar): Python sees Ctrl-C and
+        # moves the bar between blocks, and the returns stay rare
+        target = _BLOCK_SECONDS if progress is None else _PROGRESS_SECONDS
+        block = 1
+        orders = _Orders(self.shuffle_rng, n, shuffled, rows=rows,
+                         overlap=self.n_threads < usable_cores(),
+                         draw=bool(o["shuffle"]))
         batch_orders = _Orders.IN_ORDER   # replaced every block when shuffled
         best = (math.inf, None, 0)  # (validation loss, params, epoch)
         no_improvement = 0
         done = 0
         try:
-            with thread_limits(self.module, self.n_threads):
+            work = X.shape[0] * X.shape[1] * self.params.W1.shape[1]
+            with thread_limits(self.module, self.n_threads, work):
                 # buffers and settings once per run: each block is then one
                 # cheap call (a return costs 1-8 us, benches/RESULTS.md)
                 run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,
-                                           losses, self.n_threads)
+                                           buffer, self.n_threads)
                 while done < epochs:
                     count = self._next_count(done, epochs, block, callback, callback_every)
                     if shuffled:
@@ -158,26 +147,25 @@ class Trainer:
                                                   callback_every)
                                  if done + count < epochs else 0)
                         batch_orders = orders.get(count, ahead)
-                    if progress is not None:
-                        started = time.perf_counter()
-                    # the backend writes the block's losses straight into the curve
-                    finished = run(self.epochs_done, done, count, batch_orders)
-                    if progress is not None:
-                        seconds = (time.perf_counter() - started) / count
-                        block = min(cap, max(1, math.ceil(_PROGRESS_SECONDS / max(seconds, 1e-9))))
+                    started = time.perf_counter()
+                    finished = run(self.epochs_done, 0, count, batch_orders)
+                    seconds = (time.perf_counter() - started) / count
+                    block = min(cap, max(1, math.ceil(target / max(seconds, 1e-9))))
+                    losses = buffer[:count].copy()
                     if finished < count:
-                        self._diverged(f"the loss became {losses[done + finished]:g} at epoch "
+                        self._diverged(f"the loss became {losses[finished]:g} at epoch "
                                        f"{self.epochs_done + finished}")
+                    curve.append(losses)
                     self.epochs_done += count
                     done += count
+                    last = float(losses[-1])
                     if progress is not None:
-                        progress(done, losses[done - 1])
+                        progress(done, last)
                     stop = (callback is not None and done % callback_every == 0
-                            and bool(callback(self.epochs_done - 1, float(losses[done - 1]),
-                                              self.params)))
+                            and bool(callback(self.epochs_done - 1, last, self.params)))
                     if validation is not None:
                         val = weighted_loss(self.params, *validation, self.activation)
-                        val_losses[done - 1] = val
+                        val_curve.append(val)
                         if val < best[0] - o["tol"]:
                             best = (val, Params(*(p.copy() for p in self.params)),
                                     self.epochs_done)
@@ -200,7 +188,8 @@ class Trainer:
             for p, b in zip(self.params, best[1]):
                 p[...] = b
             self.best_epoch = best[2] - 1
-        return losses[:done], val_losses[:done]
+        loss_curve = np.concatenate(curve) if curve else np.empty(0)
+        return loss_curve, np.array(val_curve, dtype=np.float64)
 
 
 def _permutation(rng, n):
@@ -221,11 +210,13 @@ class _Orders:
 
     IN_ORDER = np.empty((0, 0), dtype=np.int64)
 
-    def __init__(self, rng, n, shuffled, overlap=True):
+    def __init__(self, rng, n, shuffled, overlap=True, rows=None, draw=True):
         self.rng = rng
         self.n = n
         self.shuffled = shuffled
-        self.overlap = overlap
+        self.rows = rows        # the orders index these rows (a subset of X's)
+        self.draw = draw        # False: every epoch walks the rows in order
+        self.overlap = overlap and draw
         self.pool = None
         self.pending = None      # a future of [(RNG state before the draw, order), ...]
         self.ready = []          # epochs drawn ahead, not yet handed out
@@ -247,6 +238,8 @@ class _Orders:
         of the ``ahead`` epochs after them."""
         if not self.shuffled:
             return self.IN_ORDER
+        if not self.draw:
+            return np.ascontiguousarray(np.broadcast_to(self.rows, (count, self.n)))
         self._collect()
         taken, self.ready = self.ready[:count], self.ready[count:]
         orders = np.empty((count, self.n), dtype=np.int64)
@@ -254,6 +247,8 @@ class _Orders:
             row[:] = order
         for row in orders[len(taken):]:
             row[:] = _permutation(self.rng, self.n)
+        if self.rows is not None:
+            orders = self.rows[orders]
         if self.overlap and ahead > len(self.ready):
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(max_workers=1)

@@ -6,12 +6,12 @@ range. Errors name the argument and say what was wrong.
 """
 
 import numbers
-import os
 
 import numpy as np
 
 from ._activations import ACTIVATIONS
 from ._params import Params
+from ._threads import usable_cores
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -34,6 +34,10 @@ def _as_real_array(value, name, dtype):
     """Convert an array-like of real numbers to a C-contiguous array of ``dtype``."""
     if value is None:
         raise TypeError(f"{name} must be an array-like of real numbers, got None")
+    if getattr(type(value), "__dask_graph__", None) is not None:   # dask, not imported
+        raise TypeError(f"{name} is a dask {type(value).__name__}: converting it would pull the "
+                        "whole of it into this process; use shallownet.dask.fit and "
+                        "shallownet.dask.predict, which keep the data on the workers")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -127,13 +131,8 @@ def check_activation(activation):
     return ACTIVATIONS[activation]
 
 
-def usable_cores():
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def check_n_threads(n_threads):
-    """``None`` means every core this process may run on."""
+    """``None`` means every core this process may use (``_threads.usable_cores``)."""
     if n_threads is None:
         return usable_cores()
     return check_positive_int(n_threads, "n_threads")
@@ -153,6 +152,9 @@ def check_init(init, d, hidden, k, dtype, name="init"):
     if not isinstance(init, (tuple, list)) or len(init) != 4:
         raise TypeError(f"{name} must be a Params or a 4-tuple (W1, b1, W2, b2), got {type(init).__name__}")
     names = Params._fields
+    if hidden < 1:
+        raise ValueError(f"{name}.W1 has {hidden} hidden units (shape ({d}, {hidden})); "
+                         "a network needs at least one")
     expected = ((d, hidden), (hidden,), (hidden, k), (k,))
     arrays = []
     for field, value, shape in zip(names, init, expected):

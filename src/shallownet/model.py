@@ -1,14 +1,15 @@
 """Model: the result of a fit: predict, partial_fit, save and load."""
 
 import json
-import zipfile
 
 import numpy as np
 
+from . import _modelfile
 from . import _validation as v
 from ._activations import ACTIVATIONS
+from ._options import OptimizerState, check_options
 from ._params import Params
-from ._training import OptimizerState, Trainer
+from ._training import Trainer
 from .backends import resolve_backend
 
 # version of the .npz layout written by Model.save; load refuses any other
@@ -50,12 +51,12 @@ class Model:
     n_epochs_ = property(lambda self: len(self.loss_curve))
     best_epoch_ = property(lambda self: self._trainer.best_epoch)
 
-    def _train(self, X, Y, sample_weight, epochs, *, validation=None, callback=None,
+    def _train(self, X, Y, sample_weight, epochs, *, rows=None, validation=None, callback=None,
                callback_every=1, verbose=0):
         progress, close = _progress(verbose, epochs)
         try:
             losses, val_losses = self._trainer.run(
-                X, Y, sample_weight, epochs, validation=validation, callback=callback,
+                X, Y, sample_weight, epochs, rows=rows, validation=validation, callback=callback,
                 callback_every=callback_every, progress=progress)
         finally:
             close()
@@ -117,42 +118,47 @@ class Model:
                 f"dtype={self.dtype.name}, epochs={self.n_epochs_}, final_loss={last})")
 
 
-def load(path, backend=None):
-    """Read a model written by ``Model.save``; ``backend`` overrides the saved one."""
+def load(path, backend=None, *, max_bytes=1 << 32):
+    """Read a model written by ``Model.save``; ``backend`` overrides the saved one.
+
+    The file is treated as untrusted: only the members a model has are
+    read, each checked against its ``.npy`` header and the model's shapes
+    before its data is decompressed, and the members may declare at most
+    ``max_bytes`` in all. Any malformed file raises ValueError saying what
+    is wrong. (A pickled Model is different: unpickling an untrusted file
+    runs arbitrary code.)
+    """
     try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {key: f[key] for key in f.files}
-        meta = json.loads(str(data["meta"]))
-        version = meta["format"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, TypeError) as exc:
+        meta, data = _modelfile.read(path, FORMAT_VERSION, max_bytes)
+    except _modelfile.FileError as exc:
         raise ValueError(f"{path!s} is not a readable shallownet model file: {exc}") from None
-    if version != FORMAT_VERSION:
+    if data is None:
         raise ValueError(f"{path!s} was written by shallownet {meta.get('shallownet_version')} in file "
-                         f"format {version}; this version reads format {FORMAT_VERSION} only")
+                         f"format {meta['format']}; this version reads format {FORMAT_VERSION} only")
     try:
-        from ._fit import check_options
         options = check_options(dict(meta["options"]))
         act = v.check_activation(options["activation"])
-        params = Params(*(np.ascontiguousarray(data[f"param_{n}"]) for n in Params._fields))
-        m = Params(*(np.ascontiguousarray(data[f"m_{n}"]) for n in Params._fields))
-        second = Params(*(np.ascontiguousarray(data[f"v_{n}"]) for n in Params._fields))
-        dtype = params.W1.dtype
+        params = Params(*(data[f"param_{n}"] for n in Params._fields))
+        m = Params(*(data[f"m_{n}"] for n in Params._fields))
+        second = Params(*(data[f"v_{n}"] for n in Params._fields))
         d, h = params.W1.shape
-        k = params.W2.shape[1]
+        if h != options["hidden"]:
+            raise ValueError(f"W1 has {h} hidden units, the options say {options['hidden']}")
         for group, name in ((params, "param"), (m, "m"), (second, "v")):
-            v.check_init(group, d, h, k, dtype, name=name)
+            v.check_init(group, d, h, params.W2.shape[1], params.W1.dtype, name=name)
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["shuffle_state"]
         name, module = resolve_backend(backend or meta["backend"])
         trainer = Trainer(module, options, act, params,
-                          OptimizerState(m, second, np.array(data["step"], dtype=np.int64).reshape(1)),
+                          OptimizerState(m, second, data["step"].astype(np.int64).reshape(1)),
                           rng, v.check_n_threads(meta["n_threads"]))
         trainer.epochs_done = int(meta["epochs_done"])
-        model = Model(trainer, backend=name, one_d_y=bool(meta["one_d_y"]))
-        model.loss_curve = np.asarray(data["loss_curve"], dtype=np.float64)
-        model.validation_curve = np.asarray(data["validation_curve"], dtype=np.float64)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path!s} is a damaged shallownet model file: {exc}") from None
+        model = Model(trainer, backend=name, one_d_y=v.check_bool(meta["one_d_y"], "one_d_y"))
+        model.loss_curve = data["loss_curve"].astype(np.float64)
+        model.validation_curve = data["validation_curve"].astype(np.float64)
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError, AttributeError) as exc:
+        raise ValueError(f"{path!s} is a damaged shallownet model file: "
+                         f"{type(exc).__name__}: {exc}") from None
     return model
 
 

@@ -26,7 +26,6 @@ Whatever the kernels cannot run falls back to scikit-learn's training
 (``_fallback_reason``); ``engine_`` names what ran. See ``docs/dropin.md``.
 """
 
-import contextlib
 import warnings
 from numbers import Integral
 
@@ -40,14 +39,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
-from threadpoolctl import ThreadpoolController
 
 from ._activations import ACTIVATIONS
 from ._lbfgs import run_lbfgs
 from ._params import Params
 from ._training import ADAM, SGD, OptimizerState, TrainSpec
 from ._validation import check_n_threads
-from .backends import BACKENDS, resolve_backend
+from .backends import BACKENDS, resolve_backend, thread_limits
 
 __all__ = ["MLPRegressor"]
 
@@ -223,25 +221,6 @@ class MLPRegressor(_SklearnMLPRegressor):
         return self
 
 
-_CONTROLLER = []
-
-
-@contextlib.contextmanager
-def thread_limits(module, n_threads):
-    """``shallownet.backends.thread_limits`` with threadpoolctl's scan of the
-    loaded libraries made once per process, not once per fit: the scan took
-    0.17 s here (238 libraries), more than a whole Adam fit on load_diabetes
-    (benches/sklearn_dropin.py)."""
-    if not _CONTROLLER:
-        _CONTROLLER.append(ThreadpoolController())
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_CONTROLLER[0].limit(limits=module.BLAS_THREADS or n_threads,
-                                                 user_api="blas"))
-        if hasattr(module, "threads"):
-            stack.enter_context(module.threads(n_threads))
-        yield
-
-
 class _Run:
     """One call of fit or partial_fit on shallownet's kernels."""
 
@@ -288,8 +267,9 @@ class _Run:
         start = Params(*(np.ascontiguousarray(p, dtype=np.result_type(*start)) for p in start))
         verbose = est.verbose is True or est.verbose >= 1
         with thread_limits(module, n_threads):
-            _, result = run_lbfgs(evaluate, start, max_iter=est.max_iter, max_fun=est.max_fun,
-                                  tol=est.tol, iprint=1 if verbose else -1)
+            result = run_lbfgs(evaluate, start, max_iter=est.max_iter, max_fun=est.max_fun,
+                               tol=est.tol, iprint=1 if verbose else -1,
+                               check_finite=False).optimize_result
         est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
         est.loss_ = result.fun
         # scikit-learn leaves views of SciPy's result, a float64 vector even

@@ -39,14 +39,16 @@ private gradients in a fixed order.
 
 ``BLAS_THREADS`` in each module says how many threads BLAS may use during a
 call (the compiled backends run BLAS on one thread inside their own parallel
-regions); ``thread_limits`` sets it with threadpoolctl around a run of
-calls, and enters the module's optional ``threads(n_threads)`` context.
+regions); ``thread_limits`` sets it around a run of calls
+(``shallownet._threads.blas_limit``: one table for every fit in progress,
+restored when the last ends), and enters the module's optional
+``threads(n_threads)`` context.
 """
 
 import contextlib
 import importlib
 
-from threadpoolctl import threadpool_limits
+from .. import _threads
 
 # name -> module; "auto" tries them in AUTO_ORDER (fastest first, measured in
 # benches/RESULTS.md).
@@ -73,11 +75,29 @@ def _load(name):
         _failed[name] = err
         raise err from exc
     _loaded[name] = module
+    _threads.rescan()  # the module may have loaded a BLAS library
     return module
 
 
 def available_backends():
-    """The names of the backends that load in this install, fastest first."""
+    """The names of the backends that load in this install, fastest first.
+
+    A backend is left out when its compiled code cannot be imported (a wheel
+    built without the Cython extension, or a Numba that does not import). Numba's kernels
+    are not compiled here: that happens on their first use.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["cython", "numba", "numpy"]``, in that order;
+        ``backend="auto"`` takes the first.
+
+    Examples
+    --------
+    >>> import shallownet
+    >>> "numpy" in shallownet.available_backends()
+    True
+    """
     names = []
     for name in AUTO_ORDER:
         try:
@@ -101,15 +121,23 @@ def resolve_backend(backend):
     return backend, _load(backend)
 
 
+# OpenBLAS runs a product on one thread below m n k = 2**18 (its
+# multithreading threshold, 4 x 65536), so a run whose largest product is
+# smaller needs no limit: small calls skip setting and restoring it (two
+# library calls each way, most of a small loss_and_gradients call).
+BLAS_SERIAL_WORK = 1 << 18
+
+
 @contextlib.contextmanager
-def thread_limits(module, n_threads):
+def thread_limits(module, n_threads, work=None):
     """The threads of a run of calls into ``module``: BLAS limited to the
-    threads the module allows during a call, and the module's own thread
-    pool, if it has one (``module.threads``), set to ``n_threads`` once for
-    the run rather than at every call."""
+    threads the module allows during a call (unless ``work``, the largest
+    product's m n k, is below ``BLAS_SERIAL_WORK``), and the module's own
+    thread pool, if it has one (``module.threads``), set to ``n_threads``
+    once for the run rather than at every call."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            threadpool_limits(limits=module.BLAS_THREADS or n_threads, user_api="blas"))
+        if work is None or work >= BLAS_SERIAL_WORK:
+            stack.enter_context(_threads.blas_limit(module.BLAS_THREADS or n_threads))
         if hasattr(module, "threads"):
             stack.enter_context(module.threads(n_threads))
         yield

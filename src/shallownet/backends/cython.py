@@ -3,7 +3,8 @@
 The kernels (``csrc/_cython_train.pyx``, ``csrc/_activations.h``) run the whole
 block of epochs, every batch and every optimizer step, in one call of a
 ``Run`` with the GIL released; this module only allocates outputs and unpacks
-``Params``, ``OptimizerState`` and ``TrainSpec``. See ``docs/kernels.md`` for
+``Params``, ``OptimizerState`` and ``TrainSpec``, which the kernels read
+by field name. See ``docs/kernels.md`` for
 the design and ``docs/training.md`` for the optimizers.
 """
 
@@ -15,20 +16,16 @@ from .._params import Params
 # The kernels call BLAS from inside their own parallel region, one chunk per
 # thread: BLAS itself must stay on one thread or the cores are oversubscribed.
 BLAS_THREADS = 1
+# an epoch may walk orders that name a subset of X's rows
+SUBSET_ORDERS = True
 
 
 def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     """A callable ``run(epoch0, start, count, orders) -> finished`` over these
     arrays (see ``shallownet.backends``): a ``_cython_train.Run``, whose plan,
-    workspace and pointers are set up once here."""
+    workspace and pointers are set up once there, from the records themselves."""
     sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
-    return _kernels.open_run(
-        X, Y, sample_weight, *params, *state.m, *state.v, state.t,
-        int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
-        float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
-        float(spec.beta2), float(spec.epsilon), float(spec.alpha), int(spec.batch_size),
-        bool(spec.shuffled), losses, int(n_threads),
-        (X, Y, sample_weight, params, state, losses))
+    return _kernels.open_run(X, Y, sample_weight, params, state, spec, losses, int(n_threads))
 
 
 def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):

@@ -5,13 +5,51 @@ arrays to the compiled kernels (compiled on first use and cached on disk;
 importing this module compiles nothing).
 """
 
+import ctypes
+import sys
 import threading
 from contextlib import contextmanager
+from importlib import metadata
 
 import numba
 import numpy as np
 
-from .. import _numba_kernels as kernels
+# the name under which Numba looks the TBB runtime up (numba.np.ufunc.parallel)
+_TBB_NAMES = {"win32": "tbb12.dll", "darwin": "libtbb.12.dylib"}
+
+
+def _load_tbb():
+    """Load the TBB runtime of the ``tbb`` package, when Numba's threading
+    layer is still to be chosen by its default order: Numba then picks TBB,
+    which is fork-safe and thread-safe and whose idle workers sleep, over
+    GNU OpenMP (docs/kernels.md). Numba finds TBB by its library name
+    alone, which the package's copy (in the environment's lib folder) is
+    not found under in a virtual environment; loaded here first, it is.
+    A threading layer the user chose (NUMBA_THREADING_LAYER or its
+    priority list) is left as it is. Returns the path loaded, or None."""
+    from numba.np.ufunc import parallel
+    if (parallel._is_initialized or numba.config.THREADING_LAYER != "default"
+            or numba.config.THREADING_LAYER_PRIORITY[0] != "tbb"):
+        return None
+    name = _TBB_NAMES.get(sys.platform, "libtbb.so.12")
+    try:
+        files = metadata.distribution("tbb").files or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == name:
+            path = str(file.locate())
+            try:
+                ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+            except OSError:
+                return None
+            return path
+    return None
+
+
+TBB_LOADED = _load_tbb()
+
+from .. import _numba_kernels as kernels  # noqa: E402  (after TBB: it may start Numba's threads)
 from .._params import Params
 
 # The kernels call BLAS from inside their own parallel region: one thread each.
@@ -75,7 +113,8 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     head = (X, Y, sample_weight, *params, *state.m, *state.v, state.t,
             int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
             float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
-            float(spec.beta2), float(spec.epsilon), float(spec.alpha), rows)
+            float(spec.beta2), float(spec.epsilon), float(spec.alpha), rows,
+            float(spec.schedule_scale), bool(spec.epsilon_before_correction))
     train = kernels.train
     n = X.shape[0]
     in_order = np.empty((0, 0), dtype=np.int64)
@@ -86,10 +125,11 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
             raise ValueError(f"epochs [{start}, {start + count}) outside the run's "
                              f"{len(losses)} losses")
         if gather:
+            # an epoch may walk fewer rows than X has (m <= n), not none
             if orders.dtype != np.int64 or orders.ndim != 2 or orders.shape[0] < count \
-                    or orders.shape[1] != n or not orders.flags.c_contiguous:
-                raise ValueError(f"orders must have shape ({count}, {n}), int64, "
-                                 f"C-contiguous, got {orders.shape}")
+                    or not 1 <= orders.shape[1] <= n or not orders.flags.c_contiguous:
+                raise ValueError(f"orders must have shape ({count}, m), 1 <= m <= {n}, "
+                                 f"int64, C-contiguous, got {orders.shape}")
         else:
             orders = in_order
         if not _in_run(workers):

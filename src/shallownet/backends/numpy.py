@@ -8,10 +8,12 @@ import numpy as np
 
 from .._activations import ACTIVATIONS
 from .._params import Params
-from .._training import ADAM
+from .._options import ADAM
 
 # BLAS may use every one of the fit's n_threads (None); the compiled backends say 1.
 BLAS_THREADS = None
+# an epoch may walk orders that name a subset of X's rows
+SUBSET_ORDERS = True
 
 _BY_CODE = {a.code: a for a in ACTIVATIONS.values()}
 

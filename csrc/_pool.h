@@ -1,0 +1,249 @@
+/* The Cython kernels' own thread pool (docs/kernels.md, "Threads").
+ *
+ * Contract: sn_pool_run(pool, fn, arg, n_chunks) calls fn(arg, c, thread) once
+ * for every chunk c in [0, n_chunks) and returns when all have returned.
+ * `thread` is in [0, pool->n_threads): 0 for the calling thread, i for
+ * worker i, and no two calls running at once share it (per-thread scratch).
+ * Which thread runs which chunk is not fixed; the caller makes results
+ * independent of it (each chunk writes its own slot, reduced in chunk order).
+ *
+ * Why not OpenMP: GNU OpenMP's workers spin-wait for the next region, and a
+ * child forked after a region hangs in its next one. Here:
+ * - chunks are claimed one at a time from an atomic ticket by whichever
+ *   thread is free, the caller included, so the caller never waits for a
+ *   worker that has not been scheduled: on a busy machine it does the
+ *   chunks itself;
+ * - a waiting thread spins for SN_POOL_SPIN pause instructions (the gap
+ *   between two batches, microseconds) and then sleeps on a condition
+ *   variable;
+ * - the workers start on the first parallel call, and again in a child
+ *   process: a pthread_atfork child handler bumps a fork generation, and a
+ *   pool of an older generation is abandoned (its threads do not exist in
+ *   the child; its locks may be held) and replaced.
+ * One pool belongs to one caller at a time (a Run, or one
+ * loss_and_gradients call); concurrent fits use separate pools.
+ */
+#ifndef SN_POOL_H
+#define SN_POOL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SN_PAUSE() _mm_pause()
+#else
+#define SN_PAUSE() ((void) 0)
+#endif
+
+/* pause instructions a thread spins before it sleeps: long enough to catch
+ * the next job when the caller only takes an optimizer step in between,
+ * short enough not to hold a core someone else needs. A pause took
+ * 140-210 ns on the 2-core AMD EPYC test host (a VM), so ~20 us; a few
+ * microseconds on hosts where it costs 10-40 cycles. */
+#define SN_POOL_SPIN 100
+#define SN_POOL_MAX_THREADS 64
+
+typedef void (*sn_chunk_fn)(void *arg, Py_ssize_t chunk, int thread);
+
+/* The state the workers see; abandoned (leaked) in a forked child. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;        /* workers: a new job, or shutdown */
+    pthread_cond_t finished;    /* caller: the last chunk is done */
+    /* generation << 32 | n_chunks << 16 | next chunk; claimed by CAS, so a
+     * late worker can never take a chunk of a later job */
+    uint64_t ticket;
+    int done;                   /* chunks finished in the current job */
+    int shutdown;
+    sn_chunk_fn fn;
+    void *arg;
+    int n_threads;
+    int n_started;              /* workers running: threads 1 .. n_started */
+    pthread_t threads[SN_POOL_MAX_THREADS];
+} sn_pool_shared;
+
+typedef struct {
+    int n_threads;              /* requested, the caller included */
+    unsigned fork_generation;   /* of `shared` */
+    sn_pool_shared *shared;     /* NULL until the first parallel job */
+} sn_pool;
+
+typedef struct {
+    sn_pool_shared *shared;
+    int thread;
+} sn_worker_start;
+
+static unsigned sn_fork_generation = 0;
+static pthread_once_t sn_atfork_once = PTHREAD_ONCE_INIT;
+
+static void sn_pool_after_fork_child(void) { sn_fork_generation++; }
+
+static void sn_pool_register_atfork(void) {
+    pthread_atfork(NULL, NULL, sn_pool_after_fork_child);
+}
+
+/* Claim the next chunk of job `generation`, or -1 when none is left. */
+static inline Py_ssize_t sn_pool_claim(sn_pool_shared *s, uint32_t generation) {
+    uint64_t t = __atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if ((uint32_t) (t >> 32) != generation || (t & 0xffff) >= ((t >> 16) & 0xffff))
+            return -1;
+        if (__atomic_compare_exchange_n(&s->ticket, &t, t + 1, 1, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return (Py_ssize_t) (t & 0xffff);
+    }
+}
+
+/* Run chunks of the current job until none is left; the thread that
+ * finishes the job's last chunk wakes the caller. */
+static void sn_pool_work(sn_pool_shared *s, uint32_t generation, int thread) {
+    Py_ssize_t c;
+    while ((c = sn_pool_claim(s, generation)) >= 0) {
+        /* the job cannot end before this chunk is done: fn and arg are its own */
+        int n = (int) ((__atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE) >> 16) & 0xffff);
+        s->fn(s->arg, c, thread);
+        if (__atomic_add_fetch(&s->done, 1, __ATOMIC_ACQ_REL) == n && thread != 0) {
+            pthread_mutex_lock(&s->lock);
+            pthread_cond_signal(&s->finished);
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+}
+
+static void *sn_pool_worker(void *p) {
+    sn_worker_start start = *(sn_worker_start *) p;
+    sn_pool_shared *s = start.shared;
+    uint32_t seen = 0;
+    free(p);
+    for (;;) {
+        uint64_t t = 0;
+        int i, fresh = 0;
+        for (i = 0; i < SN_POOL_SPIN && !fresh; i++) {
+            t = __atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE);
+            fresh = (uint32_t) (t >> 32) != seen || __atomic_load_n(&s->shutdown, __ATOMIC_ACQUIRE);
+            if (!fresh)
+                SN_PAUSE();
+        }
+        if (!fresh) {
+            pthread_mutex_lock(&s->lock);
+            while ((uint32_t) ((t = __atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE)) >> 32) == seen
+                   && !s->shutdown)
+                pthread_cond_wait(&s->wake, &s->lock);
+            pthread_mutex_unlock(&s->lock);
+        }
+        if (__atomic_load_n(&s->shutdown, __ATOMIC_ACQUIRE))
+            return NULL;
+        seen = (uint32_t) (t >> 32);
+        sn_pool_work(s, seen, start.thread);
+    }
+}
+
+/* Stop and join the workers of a pool of this process, free its state. */
+static void sn_pool_stop(sn_pool_shared *s) {
+    int i;
+    pthread_mutex_lock(&s->lock);
+    __atomic_store_n(&s->shutdown, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    for (i = 1; i <= s->n_started; i++)
+        pthread_join(s->threads[i], NULL);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->finished);
+    free(s);
+}
+
+/* Start n_threads - 1 workers; NULL (run serially) if nothing could start. */
+static sn_pool_shared *sn_pool_start(int n_threads) {
+    sigset_t all, old;
+    int i;
+    sn_pool_shared *s = (sn_pool_shared *) calloc(1, sizeof(sn_pool_shared));
+    if (s == NULL)
+        return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->finished, NULL);
+    /* the workers block every signal: Ctrl-C and friends go to Python's threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (i = 1; i < n_threads; i++) {
+        sn_worker_start *start = (sn_worker_start *) malloc(sizeof(sn_worker_start));
+        if (start == NULL)
+            break;
+        start->shared = s;
+        start->thread = i;
+        if (pthread_create(&s->threads[i], NULL, sn_pool_worker, start) != 0) {
+            free(start);
+            break;
+        }
+        s->n_started = i;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (s->n_started == 0) {
+        sn_pool_stop(s);
+        return NULL;
+    }
+    s->n_threads = s->n_started + 1;
+    return s;
+}
+
+static void sn_pool_init(sn_pool *pool, int n_threads) {
+    pthread_once(&sn_atfork_once, sn_pool_register_atfork);
+    if (n_threads > SN_POOL_MAX_THREADS)
+        n_threads = SN_POOL_MAX_THREADS;
+    pool->n_threads = n_threads < 1 ? 1 : n_threads;
+    pool->fork_generation = sn_fork_generation;
+    pool->shared = NULL;
+}
+
+/* Join the workers (in the process that started them; a forked child
+ * only forgets them). */
+static void sn_pool_destroy(sn_pool *pool) {
+    if (pool->shared != NULL && pool->fork_generation == sn_fork_generation)
+        sn_pool_stop(pool->shared);
+    pool->shared = NULL;
+}
+
+static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_chunks) {
+    sn_pool_shared *s;
+    uint32_t generation;
+    Py_ssize_t c;
+    int i;
+    if (pool->n_threads > 1 && n_chunks > 1 && pool->fork_generation != sn_fork_generation) {
+        /* a forked child: the workers of this pool stayed in the parent */
+        pool->shared = NULL;
+        pool->fork_generation = sn_fork_generation;
+    }
+    if (pool->n_threads > 1 && n_chunks > 1 && pool->shared == NULL)
+        pool->shared = sn_pool_start(pool->n_threads);
+    s = pool->shared;
+    if (s == NULL || n_chunks < 2) {
+        for (c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
+        return;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    __atomic_store_n(&s->done, 0, __ATOMIC_RELAXED);
+    generation = (uint32_t) (__atomic_load_n(&s->ticket, __ATOMIC_RELAXED) >> 32) + 1;
+    pthread_mutex_lock(&s->lock);
+    __atomic_store_n(&s->ticket, ((uint64_t) generation << 32) | ((uint64_t) n_chunks << 16),
+                     __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    sn_pool_work(s, generation, 0);
+    /* the chunks still running are on workers that are running */
+    for (i = 0; i < SN_POOL_SPIN; i++) {
+        if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) == n_chunks)
+            return;
+        SN_PAUSE();
+    }
+    pthread_mutex_lock(&s->lock);
+    while (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) != n_chunks)
+        pthread_cond_wait(&s->finished, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
+
+#endif
