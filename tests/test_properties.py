@@ -121,8 +121,8 @@ def test_estimator_and_save_load_round_trip(backend, n, d, k, optimizer, one_d, 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)).astype(dtype)
     y = rng.standard_normal(n if one_d else (n, k)).astype(dtype)
-    est = shallownet.MLPRegressor(hidden=3, epochs=4, optimizer=optimizer, batch_size=4,
-                                  backend=backend, random_state=seed)
+    est = shallownet.ShallowNetRegressor(hidden=3, epochs=4, optimizer=optimizer, batch_size=4,
+                                         backend=backend, random_state=seed)
     est.fit(X, y)
     pred = est.predict(X)
     assert pred.shape == y.shape and np.isfinite(pred).all()

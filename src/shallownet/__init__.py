@@ -18,13 +18,19 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Evaluator", "MLPRegressor", "Model", "Params", "available_backends", "fit", "load",
+__all__ = ["Evaluator", "MLPRegressor", "Model", "Params", "ShallowNetRegressor",
+           "available_backends", "fit", "load",
            "loss_and_gradients", "__version__"]
 
 
 def __getattr__(name):
-    # the estimator imports scikit-learn: only when asked for
+    # the estimators import scikit-learn: only when asked for. MLPRegressor
+    # is the drop-in for scikit-learn's (its names, its loss);
+    # ShallowNetRegressor takes fit's names and shallownet's loss.
     if name == "MLPRegressor":
-        from .estimator import MLPRegressor
+        from .neural_network import MLPRegressor
         return MLPRegressor
+    if name == "ShallowNetRegressor":
+        from .estimator import ShallowNetRegressor
+        return ShallowNetRegressor
     raise AttributeError(f"module 'shallownet' has no attribute {name!r}")

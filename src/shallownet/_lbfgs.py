@@ -1,15 +1,27 @@
 """L-BFGS over the packed parameters: SciPy's L-BFGS-B, as scikit-learn runs it.
 
 ``evaluate(params) -> (loss, Params grads)`` is the only access to the data,
-so the same driver serves a local fit and a distributed one
-(``shallownet.dask``), where each evaluation is one pass over the parts.
+so the same driver serves a local fit, a distributed one
+(``shallownet.dask``), where each evaluation is one pass over the parts, and
+the scikit-learn drop-in (``shallownet.neural_network``).
+
+As scikit-learn runs it: the parameters are packed in its order (every
+layer's coefficients, then every layer's intercepts: W1, W2, b1, b2), in
+the parameters' dtype; SciPy iterates in float64 but evaluates at points
+cast to the start's dtype (float32 parameters are evaluated at float32
+points, as in scikit-learn); the options are ``maxfun``, ``maxiter``,
+``gtol=tol``, and ``iprint`` for SciPy releases that still read it.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import scipy
 
 from ._params import Params
+
+# SciPy 1.15 dropped L-BFGS-B's iprint option (it warns when given)
+_SCIPY_READS_IPRINT = tuple(int(p) for p in scipy.__version__.split(".")[:2]) < (1, 15)
 
 
 class LbfgsResult(NamedTuple):
@@ -20,31 +32,36 @@ class LbfgsResult(NamedTuple):
     n_fun: int               # evaluations of the loss and gradients
     converged: bool          # SciPy's success flag (False on max_iter, max_fun or a callback stop)
     message: str
+    optimize_result: Any     # SciPy's OptimizeResult (x: the float64 iterate, packed; status)
 
 
 def pack(params):
-    """The four arrays as one float64 vector (W1, b1, W2, b2, each row-major)."""
-    return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in params])
+    """One vector, W1, W2, b1, b2 raveled (scikit-learn's order), in their common dtype."""
+    W1, b1, W2, b2 = params
+    return np.concatenate([np.ravel(W1), np.ravel(W2), np.ravel(b1), np.ravel(b2)])
 
 
 def unpack(vector, like):
     """Params shaped and typed as ``like`` from a packed vector (fresh arrays)."""
-    arrays, start = [], 0
-    for p in like:
-        stop = start + p.size
-        arrays.append(np.ascontiguousarray(vector[start:stop].reshape(p.shape), dtype=p.dtype))
-        start = stop
-    return Params(*arrays)
+    W1, b1, W2, b2 = like
+    ends = np.cumsum([W1.size, W2.size, b1.size, b2.size])
+    pieces = np.split(np.asarray(vector), ends[:-1])
+    return Params(*(np.ascontiguousarray(piece.reshape(p.shape), dtype=p.dtype)
+                    for piece, p in zip((pieces[0], pieces[2], pieces[1], pieces[3]), like)))
 
 
-def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None):
+def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint=-1,
+              check_finite=True):
     """Minimise the loss from ``params`` with L-BFGS-B (no bounds).
 
     ``max_iter`` and ``max_fun`` cap the iterations and the evaluations;
     ``tol`` is SciPy's ``gtol`` (the largest gradient entry at which to stop),
     as in scikit-learn's ``solver="lbfgs"``. ``callback(iteration, loss,
-    params) -> bool`` is called after each iteration; True stops.
-    Raises FloatingPointError when the loss at the last iterate is not finite.
+    params) -> bool`` is called after each iteration; True stops. ``iprint``
+    is scikit-learn's (1 when verbose, else -1), passed to SciPy releases
+    that read it. Raises FloatingPointError when the loss at the last
+    iterate is not finite, unless ``check_finite`` is False (scikit-learn
+    checks the weights instead).
     """
     from scipy.optimize import minimize  # SciPy's optimizer module: only when used
 
@@ -57,7 +74,7 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None):
         loss = float(loss)
         if not losses:
             losses.append(loss)
-        return loss, pack(grads)
+        return loss, pack(grads).astype(np.float64, copy=False)
 
     def on_iteration(intermediate_result):
         loss = float(intermediate_result.fun)
@@ -66,12 +83,15 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None):
                                              unpack(intermediate_result.x, like)):
             raise StopIteration
 
+    options = dict(maxiter=max_iter, maxfun=max_fun, gtol=tol)
+    if _SCIPY_READS_IPRINT:
+        options["iprint"] = iprint
     result = minimize(fun, pack(like), jac=True, method="L-BFGS-B", callback=on_iteration,
-                      options=dict(maxiter=max_iter, maxfun=max_fun, gtol=tol))
+                      options=options)
     # a trial point of the line search may overflow (the search backs off);
     # the point it ends on may not
-    if not np.isfinite(result.fun):
+    if check_finite and not np.isfinite(result.fun):
         raise FloatingPointError(f"L-BFGS diverged: the loss became {result.fun:g}; scale X and y")
     return LbfgsResult(unpack(result.x, like), np.asarray(losses[1:], dtype=np.float64), losses[0],
                        int(result.nit), int(result.nfev), bool(result.success),
-                       str(result.message))
+                       str(result.message), result)

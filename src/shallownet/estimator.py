@@ -1,5 +1,10 @@
-"""MLPRegressor: shallownet's fit behind scikit-learn's estimator interface.
+"""ShallowNetRegressor: shallownet's fit behind scikit-learn's estimator interface.
 
+Its parameters are ``shallownet.fit``'s names and its loss is shallownet's
+(the seed's mean squared error). The drop-in for scikit-learn's
+MLPRegressor, with scikit-learn's names and loss, is
+``shallownet.neural_network.MLPRegressor``: the two are named apart so
+that a class called MLPRegressor always takes scikit-learn's parameters.
 scikit-learn is needed only here, and only when this class is used.
 """
 
@@ -9,12 +14,13 @@ try:
     from sklearn.base import BaseEstimator, RegressorMixin
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
-    raise ImportError("shallownet.MLPRegressor needs scikit-learn: pip install scikit-learn") from exc
+    raise ImportError("shallownet.ShallowNetRegressor needs scikit-learn: "
+                      "pip install scikit-learn") from exc
 
 from ._fit import fit as _fit
 
 
-class MLPRegressor(RegressorMixin, BaseEstimator):
+class ShallowNetRegressor(RegressorMixin, BaseEstimator):
     """One-hidden-layer regressor trained by shallownet's compiled loops.
 
     Every parameter is the keyword argument of ``shallownet.fit`` with the
