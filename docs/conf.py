@@ -44,9 +44,7 @@ extensions.append("pending_docstrings")   # temporary: see _ext/pending_docstrin
 OPTIONAL_PAGES = {
     "dropin": None,                                    # docs/dropin.md
     "scaling_out": None,                               # docs/scaling_out.md
-    "api/neural_network": "shallownet.neural_network",
     "api/dask": "shallownet.dask",
-    "api/shallownet_regressor": "shallownet:ShallowNetRegressor",
 }
 
 

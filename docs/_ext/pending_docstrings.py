@@ -123,7 +123,8 @@ See Also
 --------
 loss_and_gradients : The loss and its gradients at given parameters.
 Model.partial_fit : One more epoch, keeping the optimizer state.
-MLPRegressor : The same training behind scikit-learn's estimator interface.
+ShallowNetRegressor : The same training behind scikit-learn's estimator interface.
+MLPRegressor : scikit-learn's MLPRegressor (its names and loss), trained by shallownet.
 
 Examples
 --------
@@ -330,8 +331,8 @@ Number of input features d of the data.
     "shallownet._evaluator.Evaluator.n_outputs": ("none", '''
 Number of outputs k of the data (1 for a 1-D ``y``).
 '''),
-    # src/shallownet/estimator.py
-    "shallownet.estimator.MLPRegressor": ("a447766662b4", '''
+    # src/shallownet/estimator.py (ShallowNetRegressor, MLPRegressor before the skl branch)
+    "shallownet.estimator.ShallowNetRegressor": ("a447766662b4", '''
 One-hidden-layer regressor trained by shallownet, as a scikit-learn estimator.
 
 Every parameter except ``warm_start`` is the keyword argument of
@@ -376,8 +377,9 @@ feature_names_in_ : ndarray of str
 See Also
 --------
 fit : The function this estimator calls.
+MLPRegressor : The drop-in for scikit-learn's, with its names and loss.
 '''),
-    "shallownet.estimator.MLPRegressor.fit": ("none", '''
+    "shallownet.estimator.ShallowNetRegressor.fit": ("none", '''
 Fit the network to ``(X, y)``.
 
 Parameters
@@ -391,10 +393,10 @@ sample_weight : array-like of shape (n,), optional
 
 Returns
 -------
-MLPRegressor
+ShallowNetRegressor
     This estimator, fitted.
 '''),
-    "shallownet.estimator.MLPRegressor.partial_fit": ("75bade00bb90", '''
+    "shallownet.estimator.ShallowNetRegressor.partial_fit": ("75bade00bb90", '''
 Train one epoch on ``(X, y)``.
 
 The first call starts a fit (without early stopping); later calls continue
@@ -411,10 +413,10 @@ sample_weight : array-like of shape (n,), optional
 
 Returns
 -------
-MLPRegressor
+ShallowNetRegressor
     This estimator.
 '''),
-    "shallownet.estimator.MLPRegressor.predict": ("none", '''
+    "shallownet.estimator.ShallowNetRegressor.predict": ("none", '''
 Predict the targets of ``X``.
 
 Parameters
@@ -499,19 +501,6 @@ dask array of shape (n,) or (n, k)
     parameters enter the graph once, as one key every block depends on.
 '''),
 }
-
-# The skl branch (921be3d) renames the estimator above to ShallowNetRegressor,
-# docstrings unchanged, and makes shallownet.MLPRegressor its scikit-learn
-# drop-in.
-for _name in ("", ".fit", ".partial_fit", ".predict"):
-    _digest_, _text = PENDING["shallownet.estimator.MLPRegressor" + _name]
-    _text = _text.replace("MLPRegressor\n    This estimator", "ShallowNetRegressor\n    This estimator")
-    if not _name:
-        _text = _text.replace(
-            "fit : The function this estimator calls.\n",
-            "fit : The function this estimator calls.\n"
-            "MLPRegressor : The drop-in for scikit-learn's, with its names and loss.\n")
-    PENDING["shallownet.estimator.ShallowNetRegressor" + _name] = (_digest_, _text)
 
 
 def _digest(doc):
