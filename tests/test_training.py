@@ -352,7 +352,9 @@ def test_load_rejects_damaged_and_foreign_files(tmp_path):
 
 
 BAD_OPTIONS = [
-    (dict(optimizer="lbfgs"), ValueError, "optimizer must be one of"),
+    (dict(optimizer="bfgs"), ValueError, "optimizer must be one of"),
+    (dict(optimizer="lbfgs", early_stopping=True), ValueError, "early_stopping needs optimizer"),
+    (dict(max_fun=0), ValueError, "max_fun must be a positive integer"),
     (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
     (dict(momentum=1.0), ValueError, "momentum must be a real number in [0.0, 1.0)"),
     (dict(momentum=-0.1), ValueError, "momentum must be"),
@@ -409,3 +411,27 @@ def test_shuffled_orders_are_uniform_permutations():
     shallownet._shuffle._shuffle(u, compiled)
     _fisher_yates(u, python)
     np.testing.assert_array_equal(compiled, python)
+
+
+def test_lbfgs_in_fit_every_backend(backend, tmp_path):
+    # SciPy's L-BFGS-B on the kernels' loss and gradients: every backend
+    # follows the NumPy reference, and beats as many gd epochs
+    X, y = make_problem(200, 3, 1)
+    kwargs = dict(hidden=8, epochs=30, optimizer="lbfgs", random_state=0, tol=0.0)
+    model = shallownet.fit(X, y, backend=backend, **kwargs)
+    reference = shallownet.fit(X, y, backend="numpy", **kwargs)
+    assert model.n_epochs_ == len(model.loss_curve) == 30
+    np.testing.assert_allclose(model.loss_curve, reference.loss_curve, rtol=1e-6)
+    gd = shallownet.fit(X, y, hidden=8, epochs=30, learning_rate=0.1, random_state=0,
+                        backend=backend)
+    assert model.loss_curve[-1] < 0.5 * gd.loss_curve[-1]
+    seen = []
+    stopped = shallownet.fit(X, y, backend=backend, **dict(kwargs, epochs=100),
+                             callback=lambda e, loss, p: seen.append(e) or e >= 4)
+    assert seen == [0, 1, 2, 3, 4] and stopped.n_epochs_ == 5
+    path = tmp_path / "lbfgs.npz"
+    model.save(path)
+    loaded = shallownet.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    loaded.partial_fit(X, y)     # one more iteration, from the saved parameters
+    assert loaded.n_epochs_ == 31

@@ -16,7 +16,7 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
         shuffle=True, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8,
         alpha=0.0, learning_rate_schedule="constant", power_t=0.5, early_stopping=False,
         validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, sample_weight=None,
-        dtype=None, n_threads=None, verbose=0, callback=None, callback_every=1):
+        dtype=None, n_threads=None, verbose=0, callback=None, callback_every=1, max_fun=15000):
     """Train ``yhat = g(X W1 + b1) W2 + b2`` on ``L = mean (y - yhat)^2``.
 
     The default is the seed's method: full-batch gradient descent
@@ -55,7 +55,7 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
         nesterov=nesterov, beta1=beta1, beta2=beta2, epsilon=epsilon, alpha=alpha,
         learning_rate_schedule=learning_rate_schedule, power_t=power_t,
         early_stopping=early_stopping, validation_fraction=validation_fraction,
-        n_iter_no_change=n_iter_no_change, tol=tol))
+        n_iter_no_change=n_iter_no_change, tol=tol, max_fun=max_fun))
     dtype = v.check_dtype(dtype, X)
     X, Y = v.check_X_y(X, y, dtype)
     n, d = X.shape

@@ -12,9 +12,11 @@ import numpy as np
 from . import _validation as v
 from ._params import Params
 
-SGD, ADAM = 0, 1
-# "gd" is the seed's method: SGD on one batch of all the rows, in order
-OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM}
+SGD, ADAM, LBFGS = 0, 1, 2
+# "gd" is the seed's method: SGD on one batch of all the rows, in order;
+# "lbfgs" runs in Python (SciPy's L-BFGS-B) on the kernels' loss and
+# gradients, so no kernel reads its code
+OPTIMIZERS = {"gd": SGD, "sgd": SGD, "adam": ADAM, "lbfgs": LBFGS}
 SCHEDULES = ("constant", "invscaling")
 
 
@@ -77,6 +79,11 @@ def check_options(options, n_samples=None):
     o["validation_fraction"] = v.check_real(o["validation_fraction"], "validation_fraction",
                                             low=0.0, high=1.0, low_open=True, high_open=True)
     o["n_iter_no_change"] = v.check_positive_int(o["n_iter_no_change"], "n_iter_no_change")
+    # files saved before L-BFGS existed have no max_fun
+    o["max_fun"] = v.check_positive_int(o.get("max_fun", 15000), "max_fun")
+    if o["optimizer"] == "lbfgs" and o["early_stopping"]:
+        raise ValueError("early_stopping needs optimizer 'gd', 'sgd' or 'adam'; L-BFGS stops "
+                         "on tol (the largest gradient entry), epochs (its iterations) and max_fun")
     o["tol"] = v.check_real(o["tol"], "tol", low=0.0)
     return o
 

@@ -99,6 +99,9 @@ class Trainer:
         Raises FloatingPointError when the loss stops being finite.
         """
         o = self.options
+        if o["optimizer"] == "lbfgs":
+            return self._run_lbfgs(X, Y, sample_weight, epochs, callback=callback,
+                                   callback_every=callback_every, progress=progress)
         subset = rows is not None
         # a full batch covers X's every row (those left out weigh nothing)
         spec = self._spec(len(rows) if subset else X.shape[0], subset, X.shape[0])
@@ -186,6 +189,35 @@ class Trainer:
             self.best_epoch = best[2] - 1
         loss_curve = np.concatenate(curve) if curve else np.empty(0)
         return loss_curve, np.array(val_curve, dtype=np.float64)
+
+
+    def _run_lbfgs(self, X, Y, sample_weight, epochs, *, callback=None, callback_every=1,
+                   progress=None):
+        """Up to ``epochs`` L-BFGS-B iterations on all the rows (one kernel
+        evaluation of the loss and gradients per SciPy call; Ctrl-C is seen
+        at every one). Returns ``(loss after each iteration, empty)``."""
+        from ._lbfgs import run_lbfgs
+        module, n_threads, o = self.module, self.n_threads, self.options
+        code, alpha = self.activation.code, o["alpha"]
+
+        def evaluate(params):
+            return module.loss_and_gradients(X, Y, sample_weight, params, code, alpha, n_threads)
+
+        def after_iteration(iteration, loss, params):
+            if progress is not None:
+                progress(iteration + 1, loss)
+            return (callback is not None and (iteration + 1) % callback_every == 0
+                    and bool(callback(self.epochs_done + iteration, loss, params)))
+
+        work = X.shape[0] * X.shape[1] * self.params.W1.shape[1]
+        with thread_limits(module, n_threads, work), \
+                np.errstate(over="ignore", invalid="ignore"):   # the line search backs off
+            result = run_lbfgs(evaluate, self.params, max_iter=epochs, max_fun=o["max_fun"],
+                               tol=o["tol"], callback=after_iteration)
+        for p, new in zip(self.params, result.params):
+            p[...] = new
+        self.epochs_done += result.n_iter
+        return result.loss_curve, np.empty(0)
 
 
 def _permutation(rng, n):
