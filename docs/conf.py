@@ -2,7 +2,6 @@
 reference (numpydoc docstrings) and the example gallery (../examples, run at
 build time). Built with warnings as errors by .ci/docs."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -30,61 +29,6 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
-
-sys.path.insert(0, str(HERE / "_ext"))
-extensions.append("pending_docstrings")   # temporary: see _ext/pending_docstrings.py
-
-# Pages that may not exist yet in this checkout: the guide pages of the Dask
-# and scikit-learn drop-in work, and the API pages of modules not merged yet.
-# A page is left out (of the build and of every toctree) while its file is
-# missing or its module does not import. After merging the branch that adds
-# one, delete its entry, so that a page or module that goes missing later
-# fails the build instead of vanishing from the docs; delete OPTIONAL_PAGES,
-# _optional_missing and _drop_missing_pages once it is empty.
-OPTIONAL_PAGES = {
-    "dropin": None,                                    # docs/dropin.md
-    "scaling_out": None,                               # docs/scaling_out.md
-    "api/dask": "shallownet.dask",
-}
-
-
-def _importable(target):
-    """Whether ``module`` or ``module:attribute`` imports."""
-    module, _, attribute = target.partition(":")
-    try:
-        found = importlib.util.find_spec(module) is not None
-        return found and (not attribute or hasattr(importlib.import_module(module), attribute))
-    except ImportError:
-        return False
-
-
-def _optional_missing():
-    missing = set()
-    for page, module in OPTIONAL_PAGES.items():
-        if not any((HERE / f"{page}{suffix}").exists() for suffix in (".md", ".rst")):
-            missing.add(page)
-            continue
-        if module is not None and not _importable(module):
-            missing.add(page)
-            exclude_patterns.append(f"{page}.rst")
-    return missing
-
-
-MISSING_PAGES = _optional_missing()
-for _page in sorted(MISSING_PAGES):
-    print(f"conf.py: optional page {_page!r} left out (its file or module is missing)")
-
-
-def _drop_missing_pages(app, docname, source):
-    """Remove toctree lines naming a missing optional page."""
-    if not MISSING_PAGES:
-        return
-    folder = docname.rpartition("/")[0]
-    lines = source[0].splitlines(keepends=True)
-    keep = [line for line in lines
-            if "/".join(filter(None, (folder, line.strip()))) not in MISSING_PAGES]
-    source[0] = "".join(keep)
-
 
 # -- Markdown (the user guide)
 myst_enable_extensions = ["colon_fence"]
@@ -148,4 +92,3 @@ def setup(app):
     app.connect("autodoc-skip-member", _skip_metadata_requests)
     app.connect("autodoc-process-signature", _hide_constructor)
     app.connect("builder-inited", _write_bench_help)
-    app.connect("source-read", _drop_missing_pages)

@@ -148,3 +148,13 @@ def test_dask_input_points_to_shallownet_dask():
     model = shallownet.fit(np.ones((20, 3)), np.ones(20), epochs=1, backend="numpy")
     with pytest.raises(TypeError, match="shallownet.dask.predict"):
         model.predict(X)
+
+
+def test_dask_input_to_the_estimators_points_to_shallownet_dask():
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("sklearn")
+    X = da.ones((20, 3), chunks=10)
+    for estimator in (shallownet.MLPRegressor(max_iter=2),
+                      shallownet.ShallowNetRegressor(epochs=2, backend="numpy")):
+        with pytest.raises(TypeError, match="X is a dask Array.*shallownet.dask"):
+            estimator.fit(X, np.ones(20))

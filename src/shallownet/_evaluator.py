@@ -6,10 +6,12 @@ only the parameters (shapes, dtype, finiteness: O(d h)) and calls the
 backend's kernel.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 from . import _validation as v
-from ._params import Params
+from ._params import Params, ParamsLike
 from .backends import resolve_backend, thread_limits
 
 
@@ -57,11 +59,15 @@ class Evaluator:
         self.backend, self._module = resolve_backend(backend)
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
+        """Number of input features d of the data.
+        """
         return self.X.shape[1]
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
+        """Number of outputs k of the data (1 for a 1-D ``y``).
+        """
         return self.Y.shape[1]
 
     def _params(self, params):
@@ -85,11 +91,23 @@ class Evaluator:
             return Params(*params)
         return v.check_init(params, self.n_features, h, k, self.dtype, name="params")
 
-    def __call__(self, params):
-        """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``.
+    def __call__(self, params: ParamsLike) -> tuple[float, Params]:
+        """The loss and its gradients at ``params``.
 
-        The inputs are never modified; the gradients are new arrays in the
-        evaluator's dtype.
+        Parameters
+        ----------
+        params : Params or tuple of 4 arrays
+            ``(W1, b1, W2, b2)`` of shapes (d, h), (h,), (h, k), (k,), d and k those
+            of the data; used as they are when already C-contiguous arrays of the
+            evaluator's dtype, else checked and copied. Never modified.
+
+        Returns
+        -------
+        loss : float
+            The loss L.
+        gradients : Params
+            ``Params(dL/dW1, dL/db1, dL/dW2, dL/db2)``: new arrays in the
+            evaluator's dtype.
         """
         checked = self._params(params)
         work = self.X.shape[0] * self.X.shape[1] * checked.W1.shape[1]

@@ -1,9 +1,14 @@
 """fit() and loss_and_gradients(): validate, initialise, dispatch."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validation as v
-from ._params import Params, init_params
+from ._params import Params, ParamsLike, init_params
 from ._evaluator import Evaluator
 from ._options import check_options, new_state
 from ._training import Trainer
@@ -11,43 +16,141 @@ from .backends import resolve_backend
 from .model import Model
 
 
-def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
-        backend="auto", random_state=None, init=None, optimizer="gd", batch_size=200,
-        shuffle=True, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, epsilon=1e-8,
-        alpha=0.0, learning_rate_schedule="constant", power_t=0.5, early_stopping=False,
-        validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, sample_weight=None,
-        dtype=None, n_threads=None, verbose=0, callback=None, callback_every=1, max_fun=15000):
-    """Train ``yhat = g(X W1 + b1) W2 + b2`` on ``L = mean (y - yhat)^2``.
+def fit(X: ArrayLike, y: ArrayLike, *, hidden: int = 16, activation: str = "tanh",
+        learning_rate: float = 0.01, epochs: int = 1000, backend: str = "auto",
+        random_state: int | np.random.Generator | None = None, init: ParamsLike | None = None,
+        optimizer: str = "gd", batch_size: int = 200, shuffle: bool = True,
+        momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9,
+        beta2: float = 0.999, epsilon: float = 1e-8, alpha: float = 0.0,
+        learning_rate_schedule: str = "constant", power_t: float = 0.5,
+        early_stopping: bool = False, validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10, tol: float = 1e-4, sample_weight: ArrayLike | None = None,
+        dtype: DTypeLike | None = None, n_threads: int | None = None, verbose: int = 0,
+        callback: Callable[[int, float, Params], object] | None = None,
+        callback_every: int = 1, max_fun: int = 15000) -> Model:
+    """Train a one-hidden-layer network on ``(X, y)`` and return the fitted model.
 
-    The default is the seed's method: full-batch gradient descent
-    ``p := p - learning_rate * dL/dp`` for ``epochs`` epochs. Every option is
-    described in ``docs/training.md``; in short:
+    The network is ``yhat = g(X W1 + b1) W2 + b2`` and the loss its mean squared
+    error, ``L = (1/n) sum (y - yhat)**2``, plus an optional L2 penalty. The
+    default is the seed's method: full-batch gradient descent,
+    ``p := p - learning_rate * dL/dp`` for each of W1, b1, W2, b2, once per
+    epoch. The :doc:`training guide </training>` defines every option exactly.
 
-    X : array-like (n, d); y : array-like (n,) or (n, k).
-    hidden : int, hidden units h. activation : "tanh", "sigmoid" ("logistic"),
-        "relu" or "identity".
-    optimizer : "gd" (full batch, rows in order), "sgd" (minibatches of
-        ``batch_size``, reshuffled each epoch when ``shuffle``; ``momentum``,
-        ``nesterov``), or "adam" (minibatches; ``beta1``, ``beta2``, ``epsilon``).
-    alpha : L2 penalty, ``L += alpha * (|W1|^2 + |W2|^2) / sum(weights of the batch)``.
-    learning_rate_schedule : "constant", or "invscaling": epoch e steps with
-        ``learning_rate / (e + 1) ** power_t``.
-    early_stopping : hold out ``validation_fraction`` of the rows; stop when the
-        validation loss has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, and restore the best parameters.
-    sample_weight : array-like (n,), non-negative: a weighted mean in the loss.
-    backend : "auto", "numpy", "numba" or "cython". random_state : seeds the
-        initial weights (unless ``init``), the validation split and the shuffling.
-    init : Params or 4-tuple (W1, b1, W2, b2) of starting weights, copied.
-    dtype : None (float32 X stays float32, else float64), "float32" or "float64".
-    n_threads : threads of the compiled loops (default: all usable cores);
-        results do not depend on it.
-    verbose : 0, or 1 for a progress bar (tqdm when installed, else printed lines).
-    callback : ``callback(epoch, loss, params) -> bool`` called after every
-        ``callback_every``-th epoch; True stops training.
+    Parameters
+    ----------
+    X : array-like of shape (n, d)
+        Training inputs, finite.
+    y : array-like of shape (n,) or (n, k)
+        Targets, finite. A 1-D ``y`` is the case k = 1, and the model's
+        predictions are then 1-D too.
+    hidden : int, default=16
+        Number of hidden units h.
+    activation : {"tanh", "sigmoid", "logistic", "relu", "identity"}, default="tanh"
+        The hidden layer's activation g ("logistic" is another name for
+        "sigmoid"). The output layer is the identity.
+    learning_rate : float, default=0.01
+        Step size, positive (the first epoch's, with the "invscaling" schedule).
+    epochs : int, default=1000
+        Epochs to run; fewer when early stopping or the callback stops training.
+    backend : {"auto", "numpy", "numba", "cython"}, default="auto"
+        Which implementation trains. "auto" takes the first of
+        :func:`available_backends`. Every backend starts from the same weights
+        and takes the same steps; "numpy" is the reference.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seeds the initial weights (unless ``init`` is given), the validation
+        split and the shuffles.
+    init : Params or tuple of 4 arrays, optional
+        Starting weights ``(W1, b1, W2, b2)`` of shapes (d, h), (h,), (h, k),
+        (k,); copied, never modified. Without it the weights are drawn as
+        :doc:`the derivation </derivation>` describes (Glorot uniform), the same for every
+        backend.
+    optimizer : {"gd", "sgd", "adam", "lbfgs"}, default="gd"
+        "gd": one batch of all rows, in order (the seed's method). "sgd" and
+        "adam": minibatches of ``batch_size`` rows, in a fresh order every
+        epoch when ``shuffle``. "lbfgs": SciPy's L-BFGS-B on the loss of all
+        rows, ``epochs`` its iterations, ``tol`` its gradient tolerance.
+    batch_size : int, default=200
+        Rows per minibatch for "sgd" and "adam" (the last batch of an epoch may
+        be shorter).
+    shuffle : bool, default=True
+        Whether "sgd" and "adam" walk the rows in a new random order each epoch.
+    momentum : float, default=0.0
+        Momentum of "sgd", in [0, 1).
+    nesterov : bool, default=False
+        Nesterov's form of momentum (needs ``momentum > 0``).
+    beta1, beta2 : float, default=0.9, 0.999
+        Adam's decay rates of its first and second moment estimates, in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's term added to the denominator, positive.
+    alpha : float, default=0.0
+        L2 penalty: each batch's loss gains ``alpha * (|W1|^2 + |W2|^2) / W_B``,
+        W_B the sum of the batch's sample weights. Biases are not penalised.
+    learning_rate_schedule : {"constant", "invscaling"}, default="constant"
+        "invscaling" steps with ``learning_rate / (e + 1) ** power_t`` in
+        epoch e (counted from 0).
+    power_t : float, default=0.5
+        Exponent of the "invscaling" schedule, non-negative.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows; stop when the validation
+        loss has not fallen below its best minus ``tol`` for
+        ``n_iter_no_change`` epochs, and restore the best epoch's parameters.
+    validation_fraction : float, default=0.1
+        Share of the rows held out by ``early_stopping``, in (0, 1).
+    n_iter_no_change : int, default=10
+        Epochs without improvement before ``early_stopping`` stops.
+    tol : float, default=1e-4
+        Improvement of the validation loss that counts, non-negative.
+    sample_weight : array-like of shape (n,), optional
+        Non-negative weights with a positive sum: each batch's loss is their
+        weighted mean. Default: every row weighs 1.
+    dtype : {None, "float32", "float64"}, default=None
+        Precision of the fit. None trains a float32 ``X`` in float32 and
+        anything else in float64.
+    n_threads : int, optional
+        Threads of the compiled loops; default: every core the process may run
+        on. The results do not depend on it.
+    verbose : int, default=0
+        0: silent; 1 or more: a progress bar (tqdm when installed, else
+        printed lines).
+    callback : callable, optional
+        ``callback(epoch, loss, params) -> bool``, called after every
+        ``callback_every``-th epoch; returning True stops training.
+    callback_every : int, default=1
+        Epochs between calls of ``callback``.
+    max_fun : int, default=15000
+        With "lbfgs", the most evaluations of the loss and gradients.
 
-    Returns a Model. Raises ValueError/TypeError naming a bad argument, and
-    FloatingPointError when the loss stops being finite.
+    Returns
+    -------
+    Model
+        The fitted network, its loss curves and its settings.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad argument, naming it. Nothing is trained.
+    FloatingPointError
+        When the loss stops being finite (the learning rate is too large),
+        naming the epoch, instead of returning NaN weights.
+
+    See Also
+    --------
+    loss_and_gradients : The loss and its gradients at given parameters.
+    Model.partial_fit : One more epoch, keeping the optimizer state.
+    ShallowNetRegressor : The same training behind scikit-learn's estimator interface.
+    MLPRegressor : scikit-learn's MLPRegressor (its names and loss), trained by shallownet.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import shallownet
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 3))
+    >>> y = np.sin(X).sum(axis=1)
+    >>> model = shallownet.fit(X, y, hidden=16, learning_rate=0.05, epochs=2000,
+    ...                        random_state=0)
+    >>> model.predict(X).shape
+    (1000,)
     """
     options = check_options(dict(
         hidden=hidden, activation=activation, learning_rate=learning_rate, epochs=epochs,
@@ -104,14 +207,63 @@ def fit(X, y, *, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
     return model
 
 
-def loss_and_gradients(params, X, y, activation="tanh", backend="numpy", n_threads=None,
-                       *, sample_weight=None, alpha=0.0):
-    """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``.
+def loss_and_gradients(params: ParamsLike, X: ArrayLike, y: ArrayLike, activation: str = "tanh",
+                       backend: str = "numpy", n_threads: int | None = None, *,
+                       sample_weight: ArrayLike | None = None,
+                       alpha: float = 0.0) -> tuple[float, Params]:
+    """The loss and its gradients with respect to the four parameters.
 
-    ``params`` is a Params or 4-tuple; its shapes fix h. Computed by the named
-    backend in the dtype of X (float32 X stays float32), never modifying the
-    inputs. To evaluate many parameters on the same data, build a
-    ``shallownet.Evaluator`` once: it validates the data only then.
+    Computes ``L = (1/W) sum_i w_i sum_c (Y_ic - yhat_ic)^2`` (W the sum of
+    the weights ``w``), plus ``alpha (|W1|^2 + |W2|^2) / W``, and its gradients,
+    at ``params``, by the named backend, in the dtype of ``X`` (float32 stays
+    float32, anything else is float64). The inputs are never modified. To
+    evaluate many parameters on the same data, build an :class:`Evaluator`
+    once: it validates the data only then.
+
+    Parameters
+    ----------
+    params : Params or tuple of 4 arrays
+        ``(W1, b1, W2, b2)`` of shapes (d, h), (h,), (h, k), (k,); their shapes
+        fix h.
+    X : array-like of shape (n, d)
+        Inputs, finite.
+    y : array-like of shape (n,) or (n, k)
+        Targets, finite.
+    activation : {"tanh", "sigmoid", "logistic", "relu", "identity"}, default="tanh"
+        The hidden layer's activation.
+    backend : {"numpy", "numba", "cython", "auto"}, default="numpy"
+        Which implementation computes.
+    n_threads : int, optional
+        Threads of the compiled backends; default: every core the process may
+        run on. The results do not depend on it.
+    sample_weight : array-like of shape (n,), optional
+        Non-negative weights with a positive sum; default: every row weighs 1.
+    alpha : float, default=0.0
+        L2 penalty on W1 and W2, non-negative.
+
+    Returns
+    -------
+    loss : float
+        The loss L.
+    gradients : Params
+        ``Params(dL/dW1, dL/db1, dL/dW2, dL/db2)``, shaped like ``params``.
+
+    See Also
+    --------
+    Evaluator : The same on data validated once, for repeated calls.
+    fit : Train a network.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import shallownet
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.standard_normal((50, 3)), rng.standard_normal(50)
+    >>> params = shallownet.Params(rng.standard_normal((3, 4)), np.zeros(4),
+    ...                            rng.standard_normal((4, 1)), np.zeros(1))
+    >>> loss, grads = shallownet.loss_and_gradients(params, X, y)
+    >>> grads.W1.shape
+    (3, 4)
     """
     evaluator = Evaluator(X, y, activation=activation, alpha=alpha, sample_weight=sample_weight,
                           backend=backend, n_threads=n_threads)

@@ -30,14 +30,20 @@ def check_dtype(dtype, X_raw):
     return dt
 
 
+def check_not_dask(value, name):
+    """Refuse a dask collection (without importing dask): converting it would
+    gather all of it into this process."""
+    if getattr(type(value), "__dask_graph__", None) is not None:
+        raise TypeError(f"{name} is a dask {type(value).__name__}: converting it would pull the "
+                        "whole of it into this process; use shallownet.dask.fit and "
+                        "shallownet.dask.predict, which keep the data on the workers")
+
+
 def _as_real_array(value, name, dtype):
     """Convert an array-like of real numbers to a C-contiguous array of ``dtype``."""
     if value is None:
         raise TypeError(f"{name} must be an array-like of real numbers, got None")
-    if getattr(type(value), "__dask_graph__", None) is not None:   # dask, not imported
-        raise TypeError(f"{name} is a dask {type(value).__name__}: converting it would pull the "
-                        "whole of it into this process; use shallownet.dask.fit and "
-                        "shallownet.dask.predict, which keep the data on the workers")
+    check_not_dask(value, name)
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:

@@ -411,31 +411,57 @@ def _penalised(params, loss, grads, alpha, weight, dtype):
 
 def fit(X, y, *, client=None, sample_weight=None, optimizer="gd", validation=None,
         max_fun=_MAX_FUN, timeout=None, **options):
-    """Train on a Dask cluster; returns the same ``shallownet.Model`` as ``shallownet.fit``.
+    """Train on a Dask cluster; returns the same :class:`~shallownet.Model` as :func:`shallownet.fit`.
 
-    X : dask array (n, d) chunked by rows only, or a dask DataFrame.
-    y : dask array (n,) or (n, k), or a dask Series/DataFrame, with the same
-        row blocks (chunks or partitions) as X; ``sample_weight`` likewise.
-    client : a ``distributed.Client`` (default: the current one).
-    optimizer : "gd" (full batch; ``momentum``, ``nesterov``, ``learning_rate``,
-        ``learning_rate_schedule``) or "lbfgs" (SciPy's L-BFGS-B; ``epochs`` is
-        its ``max_iter``, ``max_fun`` its cap on evaluations, ``tol`` its ``gtol``).
-        Minibatch optimizers are refused: each minibatch would be a round trip
-        to every worker.
-    validation : None, or ``(X_val, y_val)`` / ``(X_val, y_val, w_val)`` dask
-        collections for early stopping (implies ``early_stopping=True``). Without
-        it, ``early_stopping=True`` holds out ``ceil(validation_fraction * parts)``
-        whole row blocks, chosen by ``random_state``.
-    timeout : seconds an evaluation of every part may take before the fit
-        fails (None: no limit; a worker that dies fails the fit at once).
-    **options : ``shallownet.fit``'s keywords (``hidden``, ``activation``,
-        ``epochs``, ``alpha``, ``random_state``, ``init``, ``dtype``, ``backend``,
-        ``callback``, ``verbose``, ...). ``n_threads`` is the threads of each
-        evaluator (default: its worker's ``nthreads``); results do not depend on it.
+    The data stay on the workers, validated once where they live; each worker's
+    evaluator computes the loss and gradients of its row blocks with the
+    compiled kernels, and the client adds them up in block order and takes the
+    optimizer step.
 
+    Parameters
+    ----------
+    X : dask array of shape (n, d) or dask DataFrame
+        Inputs, chunked by rows only.
+    y : dask array of shape (n,) or (n, k), or dask Series or DataFrame
+        Targets, in the same row blocks (chunks or partitions) as ``X``.
+    client : distributed.Client, optional
+        The cluster's client; default: the current one.
+    sample_weight : dask array or Series of shape (n,), optional
+        Non-negative weights, in the same row blocks as ``X``.
+    optimizer : {"gd", "lbfgs"}, default="gd"
+        "gd": full-batch gradient descent (with ``momentum``, ``nesterov``,
+        ``learning_rate``, ``learning_rate_schedule``). "lbfgs": SciPy's
+        L-BFGS-B, with ``epochs`` as its ``max_iter``, ``max_fun`` its cap on
+        evaluations and ``tol`` its ``gtol``. Minibatch optimizers are refused:
+        each minibatch would be a round trip to every worker.
+    validation : tuple of dask collections, optional
+        ``(X_val, y_val)`` or ``(X_val, y_val, w_val)`` for early stopping
+        (implies ``early_stopping=True``). Without it, ``early_stopping=True``
+        holds out ``ceil(validation_fraction * parts)`` whole row blocks, chosen
+        by ``random_state``.
+    max_fun : int, default=15000
+        With "lbfgs", the most evaluations of the loss.
+    timeout : float, optional
+        Seconds an evaluation of every part may take before the fit fails;
+        default: no limit. A worker that dies fails the fit at once.
+    **options
+        :func:`shallownet.fit`'s keywords (``hidden``, ``activation``,
+        ``epochs``, ``alpha``, ``random_state``, ``init``, ``dtype``,
+        ``backend``, ``callback``, ``verbose``, ...). ``n_threads`` is the
+        threads of each evaluator (default: its worker's ``nthreads``); the
+        results do not depend on it.
+
+    Returns
+    -------
+    Model
+        The fitted model, as :func:`shallownet.fit` returns it.
+
+    Notes
+    -----
     The result depends only on the data, its row blocks, the initial weights
     and the settings (not on the workers or the placement), and equals
-    ``shallownet.fit`` on the gathered data to rounding (docs/scaling_out.md).
+    :func:`shallownet.fit` on the gathered data to rounding (the guide page
+    on scaling out gives the figures).
     """
     unknown = sorted(set(options) - set(_FIT_DEFAULTS))
     if unknown:
@@ -618,9 +644,21 @@ def _run_lbfgs(session, model, max_fun, callback, callback_every, progress):
 
 
 def predict(model, X):
-    """``model``'s predictions on a dask array or DataFrame X: a lazy dask array,
-    (n,) when the model was fitted on a 1-D y, else (n, k). The parameters
-    enter the graph once, as one key every block depends on."""
+    """Predict lazily on a dask array or DataFrame.
+
+    Parameters
+    ----------
+    model : Model
+        A fitted model, from :func:`shallownet.fit` or :func:`fit`.
+    X : dask array of shape (n, d) or dask DataFrame
+        Inputs, chunked by rows only.
+
+    Returns
+    -------
+    dask array of shape (n,) or (n, k)
+        The predictions, lazy: 1-D when the model was fitted on a 1-D ``y``. The
+        parameters enter the graph once, as one key every block depends on.
+    """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a shallownet.Model, got {type(model).__name__}")
     blocks, rows, d, _ = _blocks(X, "X", two_d=True)

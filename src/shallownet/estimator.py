@@ -18,16 +18,55 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
                       "pip install scikit-learn") from exc
 
 from ._fit import fit as _fit
+from ._validation import check_not_dask
 
 
 class ShallowNetRegressor(RegressorMixin, BaseEstimator):
-    """One-hidden-layer regressor trained by shallownet's compiled loops.
+    """One-hidden-layer regressor trained by shallownet, as a scikit-learn estimator.
 
-    Every parameter is the keyword argument of ``shallownet.fit`` with the
-    same name and default; ``warm_start`` makes ``fit`` start from the
-    previous solution. Fitted attributes: ``model_`` (a ``shallownet.Model``),
-    ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_curve_``,
-    ``n_iter_``, ``n_features_in_`` and, for DataFrames, ``feature_names_in_``.
+    Every parameter except ``warm_start`` is the keyword argument of
+    :func:`shallownet.fit` with the same name and default; see there. It works
+    in pipelines, grid searches and cross-validation like any scikit-learn
+    regressor. scikit-learn is imported only when this class is first used.
+
+    Parameters
+    ----------
+    hidden, activation, learning_rate, epochs, backend, random_state : see fit
+        The network and how long to train it.
+    optimizer, batch_size, shuffle, momentum, nesterov, beta1, beta2, epsilon : see fit
+        The optimizer.
+    alpha, learning_rate_schedule, power_t : see fit
+        Penalty and schedule.
+    early_stopping, validation_fraction, n_iter_no_change, tol : see fit
+        Early stopping.
+    dtype, n_threads, verbose, callback, callback_every : see fit
+        Precision, threads and progress.
+    warm_start : bool, default=False
+        Whether :meth:`fit` starts from the previous fit's weights.
+
+    Attributes
+    ----------
+    model_ : Model
+        The fitted model.
+    coefs_ : list of ndarray
+        ``[W1, W2]``.
+    intercepts_ : list of ndarray
+        ``[b1, b2]``.
+    loss_curve_ : ndarray
+        Training loss per epoch, as :attr:`Model.loss_curve`.
+    validation_curve_ : ndarray
+        Validation loss per epoch with early stopping, else empty.
+    n_iter_ : int
+        Epochs run.
+    n_features_in_ : int
+        Number of features seen by :meth:`fit`.
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    See Also
+    --------
+    fit : The function this estimator calls.
+    MLPRegressor : The drop-in for scikit-learn's, with its names and loss.
     """
 
     def __init__(self, hidden=16, activation="tanh", learning_rate=0.01, epochs=1000,
@@ -71,11 +110,29 @@ class ShallowNetRegressor(RegressorMixin, BaseEstimator):
         return params
 
     def _validate(self, X, y, reset):
+        check_not_dask(X, "X")
+        check_not_dask(y, "y")
         dtype = [np.float64, np.float32] if self.dtype is None else self.dtype
         return validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
                              dtype=dtype)
 
     def fit(self, X, y, sample_weight=None):
+        """Fit the network to ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Training inputs.
+        y : array-like of shape (n,) or (n, k)
+            Targets.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights with a positive sum.
+
+        Returns
+        -------
+        ShallowNetRegressor
+            This estimator, fitted.
+        """
         X, y = self._validate(X, y, reset=True)
         kwargs = self._fit_kwargs()
         if self.warm_start and hasattr(self, "model_"):
@@ -85,7 +142,25 @@ class ShallowNetRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch on (X, y); the first call starts a fit, later ones continue it."""
+        """Train one epoch on ``(X, y)``.
+
+        The first call starts a fit (without early stopping); later calls continue
+        it, keeping the optimizer state.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Inputs.
+        y : array-like of shape (n,) or (n, k)
+            Targets.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights with a positive sum.
+
+        Returns
+        -------
+        ShallowNetRegressor
+            This estimator.
+        """
         if not hasattr(self, "model_"):
             X, y = self._validate(X, y, reset=True)
             kwargs = self._fit_kwargs()
@@ -106,6 +181,18 @@ class ShallowNetRegressor(RegressorMixin, BaseEstimator):
         self.n_iter_ = self.model_.n_epochs_
 
     def predict(self, X):
+        """Predict the targets of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (m, d)
+            Inputs, with the features seen by :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (m,) or (m, k)
+            Predictions, 1-D when the estimator was fitted with a 1-D ``y``.
+        """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=self.model_.dtype)
         return self.model_.predict(X)

@@ -1,8 +1,12 @@
 """Model: the result of a fit: predict, partial_fit, save and load."""
 
+from __future__ import annotations
+
 import json
+import os
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _modelfile
 from . import _validation as v
@@ -19,19 +23,36 @@ FORMAT_VERSION = 1
 class Model:
     """A fitted network ``yhat = g(X W1 + b1) W2 + b2``.
 
+    Returned by :func:`fit` and :func:`load`; not meant to be constructed
+    directly. A model predicts, trains on (:meth:`partial_fit`), saves itself
+    to a portable file (:meth:`save`) and pickles.
+
     Attributes
     ----------
     params : Params
-        (W1, b1, W2, b2) in the dtype of the fit.
-    loss_curve : ndarray (n_epochs_,)
-        Training loss per epoch: for "gd", the loss at the parameters the
-        epoch started from (entry 0 is the loss of the initial weights); for
-        minibatch optimizers, the weighted mean of the batch losses of the epoch.
-    validation_curve : ndarray (n_epochs_,)
+        ``(W1, b1, W2, b2)`` in the dtype of the fit.
+    loss_curve : ndarray of float64
+        Training loss, one entry per epoch run. For "gd", the loss at the parameters the epoch
+        started from (entry 0 is the loss of the initial weights); for the
+        minibatch optimizers, the weighted mean of the epoch's batch losses.
+    validation_curve : ndarray of float64
         With early stopping, the validation loss after each epoch; else empty.
-    n_epochs_ : int, the epochs run (fewer than asked when training stopped early).
-    best_epoch_ : int or None, with early stopping the epoch whose parameters were restored.
-    backend, activation, learning_rate, options : the settings of the fit.
+    n_epochs_ : int
+        Epochs run, fewer than asked when training stopped early.
+    best_epoch_ : int or None
+        With early stopping, the epoch whose parameters were restored.
+    n_features_in_ : int
+        Number of input features d.
+    dtype : numpy.dtype
+        float32 or float64, the precision of the fit.
+    backend : str
+        The backend that trains and that :meth:`partial_fit` uses.
+    activation : str
+        The hidden layer's activation.
+    learning_rate : float
+        The learning rate of the fit.
+    options : dict
+        Every training option of the fit, validated.
     """
 
     def __init__(self, trainer, backend, one_d_y):
@@ -63,15 +84,47 @@ class Model:
         self.loss_curve = np.concatenate([self.loss_curve, losses])
         self.validation_curve = np.concatenate([self.validation_curve, val_losses])
 
-    def predict(self, X):
-        """Return yhat: shape (n,) if the fit had a 1-D y, else (n, k)."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predict the targets of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (m, d)
+            Inputs, finite; converted to the model's dtype.
+
+        Returns
+        -------
+        yhat : ndarray of shape (m,) or (m, k)
+            1-D if the model was fitted with a 1-D ``y``, else 2-D.
+        """
         X = v.check_X(X, self.dtype, n_features=self.n_features_in_)
         W1, b1, W2, b2 = self.params
         yhat = ACTIVATIONS[self.activation].g(X @ W1 + b1) @ W2 + b2
         return yhat[:, 0] if self._one_d_y else yhat
 
-    def partial_fit(self, X, y, sample_weight=None):
-        """One more epoch on (X, y), keeping the optimizer state; returns self."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None) -> Model:
+        """Train one more epoch on ``(X, y)``, keeping the optimizer state.
+
+        The epoch is the fit's next one (for the learning-rate schedule and Adam's
+        step count), with the fit's settings and backend, and goes on from the
+        fit's optimizer state and shuffling generator. Early stopping does not
+        apply.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Inputs, finite, with the fit's number of features.
+        y : array-like of shape (n,) or (n, k)
+            Targets, finite, with the fit's number of outputs.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights with a positive sum; default: every row weighs 1.
+
+        Returns
+        -------
+        Model
+            This model, updated in place.
+        """
         X, Y = v.check_X_y(X, y, self.dtype)
         if X.shape[1] != self.n_features_in_ or Y.shape[1] != self.params.W2.shape[1]:
             raise ValueError(f"X, y have shapes {X.shape}, {np.shape(y)}, but the model was fitted "
@@ -94,9 +147,18 @@ class Model:
         self._trainer = Trainer.__new__(Trainer)
         self._trainer.__dict__.update(trainer_state, module=module)
 
-    def save(self, path):
-        """Write the model to a portable ``.npz`` (no pickles): parameters,
-        optimizer state, curves, settings and the package version."""
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to a portable ``.npz`` file, without pickles.
+
+        The file holds the parameters, the optimizer state, the curves, the
+        settings and the package version; :func:`load` reads it back and training
+        goes on where it stopped.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write.
+        """
         from . import __version__
         t = self._trainer
         meta = dict(format=FORMAT_VERSION, shallownet_version=__version__, backend=self.backend,
@@ -118,15 +180,37 @@ class Model:
                 f"dtype={self.dtype.name}, epochs={self.n_epochs_}, final_loss={last})")
 
 
-def load(path, backend=None, *, max_bytes=1 << 32):
-    """Read a model written by ``Model.save``; ``backend`` overrides the saved one.
+def load(path: str | os.PathLike[str], backend: str | None = None, *,
+         max_bytes: int = 1 << 32) -> Model:
+    """Read a model written by :meth:`Model.save`.
 
-    The file is treated as untrusted: only the members a model has are
-    read, each checked against its ``.npy`` header and the model's shapes
-    before its data is decompressed, and the members may declare at most
-    ``max_bytes`` in all. Any malformed file raises ValueError saying what
-    is wrong. (A pickled Model is different: unpickling an untrusted file
-    runs arbitrary code.)
+    The file is treated as untrusted: only the members a model has are read,
+    each checked against its ``.npy`` header and the model's shapes before its
+    data is decompressed. (A pickled :class:`Model` is different: unpickling an
+    untrusted file runs arbitrary code.)
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to read.
+    backend : str, optional
+        The backend the loaded model trains with; default: the one it was saved
+        with.
+    max_bytes : int, default=2**32
+        The most bytes the file's members may declare in all, before any is
+        decompressed.
+
+    Returns
+    -------
+    Model
+        The model, ready to predict and to train on.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a shallownet model file, is damaged or malformed
+        (saying what is wrong), declares more than ``max_bytes``, or was
+        written in another file format version.
     """
     try:
         meta, data = _modelfile.read(path, FORMAT_VERSION, max_bytes)

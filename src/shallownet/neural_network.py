@@ -43,8 +43,8 @@ from sklearn.utils.validation import _check_sample_weight
 from ._activations import ACTIVATIONS
 from ._lbfgs import run_lbfgs
 from ._params import Params
-from ._training import ADAM, SGD, OptimizerState, TrainSpec
-from ._validation import check_n_threads
+from ._options import ADAM, SGD, OptimizerState, TrainSpec
+from ._validation import check_n_threads, check_not_dask
 from .backends import BACKENDS, resolve_backend, thread_limits
 
 __all__ = ["MLPRegressor"]
@@ -173,6 +173,8 @@ class MLPRegressor(_SklearnMLPRegressor):
         return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        for value, name in ((X, "X"), (y, "y"), (sample_weight, "sample_weight")):
+            check_not_dask(value, name)
         reason = self._fallback_reason(X, sample_weight, incremental)
         if reason is not None:
             return self._sklearn_fit(reason, X, y, sample_weight, incremental)

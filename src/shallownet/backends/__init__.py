@@ -79,7 +79,7 @@ def _load(name):
     return module
 
 
-def available_backends():
+def available_backends() -> list[str]:
     """The names of the backends that load in this install, fastest first.
 
     A backend is left out when its compiled code cannot be imported (a wheel
