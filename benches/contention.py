@@ -14,7 +14,7 @@ Every implementation runs with its default threads, as a user runs it.
   Reported: median seconds alone, with the busy processes, and the
   slow-down (their ratio). A fit that gets its fair share of the cores
   slows down ~2x with one busy process per core.
-- parallel: ``GridSearchCV`` over ``shallownet.MLPRegressor`` with
+- parallel: ``GridSearchCV`` over ``shallownet.ShallowNetRegressor`` with
   ``n_jobs=1`` and ``n_jobs=2``, and joblib over 8 small fits (1000, 10, 16)
   one after another and 2 at a time; > 1 in the speed-up column means
   running side by side paid.
@@ -149,13 +149,13 @@ def parallel_part(args, backends):
     epochs = 5 if args.quick else SMALL_EPOCHS
     X, y = cases.make_data(n, d)
     lines = ["## Fits side by side", "",
-             f"GridSearchCV(shallownet.MLPRegressor(epochs={epochs}), {GRID}, cv=3) at {n}×{d}; "
+             f"GridSearchCV(shallownet.ShallowNetRegressor(epochs={epochs}), {GRID}, cv=3) at {n}×{d}; "
              f"joblib (loky) over 8 fits of {cases.shape_label((n, d, h)).replace('x', '×')}, "
              f"{epochs} epochs each. Speed-up: n_jobs=1's time over n_jobs=2's.", "",
              "| what | backend | n_jobs=1 s | n_jobs=2 s | speed-up |", "|---|---|---|---|---|"]
     for backend in backends:
         def grid(n_jobs):
-            estimator = shallownet.MLPRegressor(epochs=epochs, backend=backend, random_state=0)
+            estimator = shallownet.ShallowNetRegressor(epochs=epochs, backend=backend, random_state=0)
             return lambda: GridSearchCV(estimator, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
 
         def many(n_jobs):
