@@ -36,12 +36,11 @@ def test_thousand_fits_keep_memory_flat(backend):
     assert growth < RSS_BOUND_BYTES, f"resident memory grew by {growth / 2**20:.1f} MiB"
 
 
-def test_concurrent_fits_match_sequential_fits(backend):
-    problems = [make_problem(3000, 4, 2, seed=s) for s in range(4)]
-
+def _assert_concurrent_fits_match_sequential_fits(problems, **options):
+    """Four fits from four Python threads at once give each lone fit's results, bitwise."""
     def run(i):
         X, y = problems[i]
-        return shallownet.fit(X, y, hidden=16, epochs=20, backend=backend, random_state=i, n_threads=1)
+        return shallownet.fit(X, y, hidden=16, random_state=i, **options)
 
     sequential = [run(i) for i in range(4)]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -49,24 +48,20 @@ def test_concurrent_fits_match_sequential_fits(backend):
     for a, b in zip(sequential, concurrent):
         assert np.array_equal(a.loss_curve, b.loss_curve)
         assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+
+
+def test_concurrent_fits_match_sequential_fits(backend):
+    _assert_concurrent_fits_match_sequential_fits(
+        [make_problem(3000, 4, 2, seed=s) for s in range(4)], epochs=20, backend=backend,
+        n_threads=1)
 
 
 def test_concurrent_two_thread_fits_match_sequential_fits():
     # each Cython run owns its thread pool: four fits, each splitting its
     # batches over 2 threads, from four Python threads at once
-    problems = [make_problem(70000, 1, 1, seed=s) for s in range(4)]   # 2 chunks a batch
-
-    def run(i):
-        X, y = problems[i]
-        return shallownet.fit(X, y, hidden=16, epochs=4, backend="cython", random_state=i,
-                              n_threads=2)
-
-    sequential = [run(i) for i in range(4)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        concurrent = list(pool.map(run, range(4)))
-    for a, b in zip(sequential, concurrent):
-        assert np.array_equal(a.loss_curve, b.loss_curve)
-        assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+    _assert_concurrent_fits_match_sequential_fits(
+        [make_problem(70000, 1, 1, seed=s) for s in range(4)],   # 2 chunks a batch
+        epochs=4, backend="cython", n_threads=2)
 
 
 def test_compiled_loops_release_the_gil(compiled_backend):
