@@ -59,11 +59,13 @@ def _sigmoid_prime(z):
     return s * (1 - s)
 
 
+# the codes, here only (csrc/_activations.h repeats them as SN_* for C)
+IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 ACTIVATIONS = {
-    "identity": Activation(0, _identity, _identity_prime),
-    "relu": Activation(1, _relu, _relu_prime),
-    "tanh": Activation(2, np.tanh, _tanh_prime),
-    "sigmoid": Activation(3, _sigmoid, _sigmoid_prime),
+    "identity": Activation(IDENTITY, _identity, _identity_prime),
+    "relu": Activation(RELU, _relu, _relu_prime),
+    "tanh": Activation(TANH, np.tanh, _tanh_prime),
+    "sigmoid": Activation(SIGMOID, _sigmoid, _sigmoid_prime),
 }
 # scikit-learn's name for the sigmoid
 ACTIVATIONS["logistic"] = ACTIVATIONS["sigmoid"]

@@ -1,4 +1,4 @@
-"""The Numba backend: a thin adapter over ``shallownet._numba_kernels``.
+"""The Numba backend: a thin adapter over the kernels of ``shallownet._numba``.
 
 Allocates the outputs, sets Numba's thread count and hands the validated
 arrays to the compiled kernels (compiled on first use and cached on disk;
@@ -49,7 +49,7 @@ def _load_tbb():
 
 TBB_LOADED = _load_tbb()
 
-from .. import _numba_kernels as kernels  # noqa: E402  (after TBB: it may start Numba's threads)
+from .. import _numba as kernels  # noqa: E402  (after TBB: it may start Numba's threads)
 from .._params import Params
 
 # The kernels call BLAS from inside their own parallel region: one thread each.
@@ -90,33 +90,30 @@ def _in_run(count):
     return getattr(_run, "count", None) == count
 
 
-def _aligned(size, dtype):
-    """An empty array of ``size`` elements whose data starts on a 64-byte boundary."""
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.empty(size + 64 // itemsize, dtype)
-    skip = (-raw.ctypes.data % 64) // itemsize
-    return raw[skip:skip + size]
-
-
 def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     """A callable ``run(epoch0, start, count, orders) -> finished`` that
     trains ``count`` epochs in one compiled call (see ``shallownet.backends``
     and ``docs/training.md``). The work buffers are allocated and the
-    transposed X filled once here, for every call of the run."""
+    transposed X filled once here, for every call of the run; the kernel is
+    the one compiled for this run's configuration."""
     workers = _count(n_threads)
-    rows = max(1, min(int(spec.batch_size), X.shape[0]))
+    n, d = X.shape
+    rows = max(1, min(int(spec.batch_size), n))
     gather = bool(spec.shuffled)
-    sizes = kernels.workspace_sizes(X, Y, params.W1, rows, workers, gather)
-    buf = _aligned(sizes[0], X.dtype)
-    buf64 = _aligned(sizes[1], np.float64)
-    kernels.prepare(X, Y, sample_weight, params.W1, rows, workers, gather, buf, buf64)
-    head = (X, Y, sample_weight, *params, *state.m, *state.v, state.t,
-            int(spec.activation), int(spec.optimizer), float(spec.learning_rate),
-            float(spec.power_t), float(spec.momentum), bool(spec.nesterov), float(spec.beta1),
-            float(spec.beta2), float(spec.epsilon), float(spec.alpha), rows,
-            float(spec.schedule_scale), bool(spec.epsilon_before_correction))
-    train = kernels.train
-    n = X.shape[0]
+    h, k = params.W1.shape[1], Y.shape[1]
+    ws = kernels.workspace(n, d, h, k, X.dtype, rows, workers, gather)
+    kernels.prepare(ws, X, Y, sample_weight, rows, gather)
+    gemm, parallel = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
+    kind = kernels.step_kind(int(spec.optimizer), float(spec.momentum),
+                             bool(spec.epsilon_before_correction))
+    train = kernels.trainer(int(spec.activation), kind, gemm, parallel, gather)
+    data = kernels.Rows(X, Y, sample_weight)
+    params = Params(*params)
+    state = kernels.State(Params(*state.m), Params(*state.v), state.t)
+    settings = kernels.Settings(
+        float(spec.learning_rate), float(spec.power_t), float(spec.schedule_scale),
+        float(spec.momentum), bool(spec.nesterov), float(spec.beta1), float(spec.beta2),
+        float(spec.epsilon), float(spec.alpha), rows)
     in_order = np.empty((0, 0), dtype=np.int64)
 
     def run(epoch0, start, count, orders):
@@ -135,7 +132,8 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
         if not _in_run(workers):
             with threads(workers):
                 return run(epoch0, start, count, orders)
-        return train(*head, epoch0, gather, orders, losses, start, count, workers, buf, buf64)
+        block = kernels.Epochs(int(epoch0), int(count), orders, losses, int(start))
+        return train(data, params, state, settings, block, ws)
 
     return run
 
@@ -146,9 +144,24 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
     if not _in_run(count):
         with threads(count):
             return loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, count)
+    n, d = X.shape
+    h, k = params[0].shape[1], Y.shape[1]
+    gemm, parallel = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
+    # the workspace of one batch of all n rows, kept for the next call with
+    # the same shapes (an Evaluator's loop) in this thread
+    key = (n, d, h, k, X.dtype, count)
+    cached = getattr(_run, "workspace", None)
+    if cached is None or cached[0] != key:
+        cached = (key, kernels.workspace(n, d, h, k, X.dtype, n, count, False))
+        _run.workspace = cached
+    ws = cached[1]
+    if gemm is None:
+        np.copyto(ws.XT, X.T)
+        np.copyto(ws.YT, Y.T)
+    evaluate = kernels.evaluator(int(activation_code), gemm, parallel)
     grads = Params(*(np.empty_like(p) for p in params))
-    loss = kernels.loss_and_gradients(X, Y, sample_weight, *params, int(activation_code),
-                                      float(alpha), count, *grads)
+    loss = evaluate(kernels.Rows(X, Y, sample_weight), Params(*params), float(alpha),
+                    kernels.weight_sum(sample_weight), ws, grads)
     return float(loss), grads
 
 
@@ -156,5 +169,5 @@ def apply_activation(z, activation_code):
     """``(g(z), g'(z))`` as the kernels compute them, for a C-contiguous 1-D ``z``."""
     g = np.empty_like(z)
     g_prime = np.empty_like(z)
-    kernels.activate(z, g, g_prime, activation_code)
+    kernels.activator(int(activation_code))(z, g, g_prime)
     return g, g_prime

@@ -1,0 +1,82 @@
+"""The Numba kernels of shallownet (design: docs/kernels.md; semantics:
+docs/training.md), by concern:
+
+- ``jit``: compiler flags, dtype helpers, ``choose`` (compile-time dispatch)
+- ``intrinsics``: bit casts, BLAS GEMM by symbol, prefetch
+- ``activations``: g and g' in float64 and float32, one dispatch
+- ``rows``: residual, weight sums and gathers, sums of squares
+- ``explicit`` and ``gemm``: the two kinds of tile
+- ``plan``: chunks, tiles and path from the shapes; the run's buffers
+- ``batch``: a batch's loss and gradients over its chunks
+- ``steps``: the optimizer steps and the learning-rate schedule
+- ``epochs``: a block of epochs; one loss-and-gradients evaluation
+- ``records``: the named records passed between them
+
+Trains yhat = g(X W1 + b1) W2 + b2 on the weighted squared loss with an L2
+penalty: each epoch walks the rows (in order, or in a given order per epoch)
+in batches; a batch B with weight sum W_B > 0 takes
+  L_B = sum_{i in B} w_i sum_c (yhat_ic - y_ic)^2 / W_B + alpha (|W1|^2 + |W2|^2) / W_B
+and its four gradients, then one optimizer step. The whole block of epochs
+is one compiled call. The kernels trust their input: X (n, d) and Y (n, k)
+C-contiguous, finite, float32 or float64, possibly read-only; w (n,)
+finite, non-negative, of X's dtype; the parameters and optimizer state
+C-contiguous, writable, of X's dtype; orders int64; losses float64. They
+write the parameters, state and their slice of the curve, and never raise.
+
+A fit compiles only what it runs: the functions below build one entry point
+per configuration (activation, step kind, GEMM tiles or explicit loops,
+serial or parallel, gathered batches or not), whose constants every kernel
+below it is compiled for (``jit``); Numba caches each on disk (its cache key
+includes the constants).
+"""
+
+from functools import cache
+
+from numba import njit
+
+from . import epochs
+from .activations import activate as _activate
+from .jit import JIT
+from .plan import plan, prepare, workspace
+from .records import Epochs, Params, Rows, Settings, State
+from .rows import weight_sum
+from .steps import step_kind
+
+__all__ = ["Epochs", "Params", "Rows", "Settings", "State", "configure", "trainer",
+           "evaluator", "activator", "prepare", "workspace", "step_kind", "weight_sum"]
+
+
+def _flag(on):
+    return True if on else None
+
+
+def configure(n, d, h, k, itemsize, n_threads):
+    """The flags (gemm, parallel) of batches of at most n rows with these
+    shapes and threads, None (off) or True (on): the path is fixed by the
+    shapes, and a batch that is one chunk, or one thread, runs serially and
+    never compiles the parallel code."""
+    n_chunks, _, _, use_gemm, _ = plan.py_func(n, d, h, k, itemsize)
+    return _flag(use_gemm), _flag(n_chunks > 1 and n_threads > 1)
+
+
+@cache
+def trainer(code, kind, gemm, parallel, gather):
+    """The compiled ``train(data, params, state, settings, epochs, ws)`` of
+    one configuration (``epochs.make_train``)."""
+    return epochs.make_train(code, kind, gemm, parallel, _flag(gather))
+
+
+@cache
+def evaluator(code, gemm, parallel):
+    """The compiled ``loss_and_gradients(data, params, alpha, weight, ws,
+    grads)`` of one configuration (``epochs.make_loss_and_gradients``)."""
+    return epochs.make_loss_and_gradients(code, gemm, parallel)
+
+
+@cache
+def activator(code):
+    """The compiled ``activate(z, a, g)`` of one activation."""
+    @njit(**JIT)
+    def activate(z, a, g):
+        _activate(z, a, g, code)
+    return activate

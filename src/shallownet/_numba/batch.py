@@ -1,0 +1,124 @@
+"""A batch's loss and gradients: its chunks (serially or in parallel), their
+reduction in chunk order, and the L2 penalty.
+
+``gemm`` (the GEMM tiles, else the explicit loops) and ``parallel`` are
+compile-time flags, None or True (see ``jit``): the code behind the other
+value is never compiled. ``cut`` is the batch's ``plan``: (n_chunks,
+chunk_rows, tile_rows, ...).
+"""
+
+from numba import njit, prange
+
+from .explicit import tile_explicit
+from .gemm import tile_gemm
+from .jit import JIT, like
+from .plan import plan
+from .records import Params
+from .rows import add_into, add_scaled, copy_into, gather, sum_squares
+
+
+@njit(inline="always", **JIT)
+def tile(gemm, rows, r0, T, params, code, scale, first, tiles, wk, grads):
+    """One tile: explicit.tile_explicit or gemm.tile_gemm."""
+    if gemm is None:
+        return tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads)
+    return tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads)
+
+
+@njit(inline="always", **JIT)
+def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks):
+    """Chunk c of the batch of m rows from row0, on worker wk's buffers: its
+    loss and gradients into its own accumulators, tile by tile. A shuffled
+    batch's chunk first gathers its own rows (``source``), in parallel with
+    the others; rows in order pass None."""
+    chunk_rows, tile_rows = cut[1], cut[2]
+    begin = row0 + c * chunk_rows
+    end = min(row0 + m, begin + chunk_rows)
+    if source is not None:
+        # into the path's layout: transposed for the explicit loops
+        gather(source, begin, end, gemm is None)
+    grads = Params(chunks.W1[c], chunks.b1[c], chunks.W2[c], chunks.b2[c])
+    if gemm is None:
+        grads.W1[:] = 0                      # (the GEMM tiles write it first)
+    grads.b1[:] = 0
+    grads.W2[:] = 0
+    grads.b2[:] = 0
+    loss = 0.0
+    for r0 in range(begin, end, tile_rows):
+        T = min(tile_rows, end - r0)
+        loss += tile(gemm, rows, r0, T, params, code, scale, r0 == begin, tiles, wk, grads)
+    chunks.loss[c] = loss
+
+
+# chunk compiled on its own for the parallel loop's body: the loop body is
+# outlined into a function of its own anyway, and inlining chunk there would
+# type it a second time
+_chunk = njit(**JIT)(chunk.py_func)
+
+
+@njit(parallel=True, **JIT)
+def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, scale, tiles,
+                   chunks):
+    # one prange iteration per worker; a worker owns its buffers and a
+    # contiguous run of chunks (a static schedule)
+    n_chunks = cut[0]
+    for wk in prange(n_workers):
+        for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
+            _chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks)
+
+
+@njit(inline="always", **JIT)
+def run_chunks(parallel, gemm, code, row0, m, cut, rows, source, params, scale, tiles, chunks):
+    """Every chunk of a batch, on one thread or on as many workers as there
+    are tile buffers (the same sums either way: chunks are fixed by the row
+    count and reduced in chunk order)."""
+    n_chunks = cut[0]
+    if parallel is not None and n_chunks > 1:
+        _chunks_prange(gemm, code, min(tiles.G.shape[0], n_chunks), row0, m, cut, rows,
+                       source, params, scale, tiles, chunks)
+    else:
+        # one chunk runs without a parallel region: its start-up would
+        # dominate a small batch
+        for c in range(n_chunks):
+            chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks)
+
+
+@njit(**JIT)
+def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha, tiles,
+              chunks, grads):
+    """L_B and its gradients (into grads) at params for the batch of the m
+    rows from row0 of ``rows``, whose weights sum to ``weight`` > 0; returns
+    L_B. A shuffled batch's chunks first gather its rows there from
+    ``source``; rows in order pass None. W1 and grads.W1 are in the path's
+    layout: d x h on the explicit path, transposed (h x d) on the GEMM path.
+    One compiled function serves every optimizer."""
+    W1, b1, W2, _ = params
+    h = b1.shape[0]
+    d = W1.size // h
+    k = W2.shape[1]
+    cut = plan(m, d, h, k, W1.itemsize)
+    n_chunks = cut[0]
+    # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
+    scale = like(2.0 / weight, W1)
+    run_chunks(parallel, gemm, code, row0, m, cut, rows, source, params, scale, tiles, chunks)
+    # reduce in chunk order: the same sums whatever the number of workers
+    # (flat views: one compiled copy_into and add_into for every shape)
+    grad_W1, grad_b1, grad_W2, grad_b2 = grads
+    copy_into(grad_W1.reshape(-1), chunks.W1[0].reshape(-1))
+    copy_into(grad_b1, chunks.b1[0])
+    copy_into(grad_W2.reshape(-1), chunks.W2[0].reshape(-1))
+    copy_into(grad_b2, chunks.b2[0])
+    loss = chunks.loss[0]
+    for c in range(1, n_chunks):
+        add_into(grad_W1.reshape(-1), chunks.W1[c].reshape(-1))
+        add_into(grad_b1, chunks.b1[c])
+        add_into(grad_W2.reshape(-1), chunks.W2[c].reshape(-1))
+        add_into(grad_b2, chunks.b2[c])
+        loss += chunks.loss[c]
+    if alpha != 0.0:
+        # the L2 penalty (alpha / W_B) (|W1|^2 + |W2|^2) and its gradients
+        loss += alpha * (sum_squares(W1) + sum_squares(W2))
+        s = like(2.0 * alpha / weight, W1)
+        add_scaled(grad_W1, s, W1)
+        add_scaled(grad_W2, s, W2)
+    return loss / weight

@@ -1,0 +1,147 @@
+"""The compiled calls: a block of epochs (``train``) and one evaluation of
+the loss and its gradients over all rows (``loss_and_gradients``).
+
+Each is built for one configuration, as compile-time constants: the activation
+code and step kind (literal integers, dispatched on while typing), and the
+flags ``gemm`` (GEMM tiles, else explicit loops), ``parallel`` and
+``gather`` (shuffled batches, else rows in order), each None or True (see
+``jit``). ``shallownet._numba`` keeps one compiled function per
+configuration a fit uses.
+"""
+
+import numpy as np
+from numba import njit
+
+from .batch import gradients
+from .jit import JIT, like
+from .records import Params, Rows, Source, State
+from .rows import gather_weights, transpose_into
+from .steps import MOMENTUM, PLAIN, learning_rate, step
+
+
+@njit(**JIT)
+def _copy_transposed(moments, W1, m, v, W1_from, m_from, v_from):
+    """W1 = W1_from^T, and as many of the optimizer's moments as it keeps
+    (``moments``: 0, 1 or 2): into the GEMM path's layout or back."""
+    transpose_into(W1, W1_from)
+    if moments >= 1:
+        transpose_into(m, m_from)
+    if moments == 2:
+        transpose_into(v, v_from)
+
+
+def make_train(code, kind, gemm, parallel, gather):
+    """The compiled ``train`` of one configuration: the constants are the
+    closure's, pruned and passed on as compile-time constants (the factory
+    is the entry point itself: a level of calls less to compile)."""
+
+    @njit(**JIT)
+    def train(data, params, state, settings, epochs, ws):
+        """Run epochs.count epochs on params and the optimizer state in place;
+        see the package's docstring. Returns the number of finished epochs
+        (stops at the first batch loss that is not finite, after writing it to
+        the curve)."""
+        X, Y, w = data
+        n = X.shape[0]
+        rows = settings.rows
+        orders = epochs.orders
+        # an epoch's rows: all n in order, or the m rows of its order
+        walked = n if gather is None else orders.shape[1]
+        n_batches = (walked + rows - 1) // rows
+        first_m, second_v = state.m, state.v
+        # the moments the step keeps: none (PLAIN), m (MOMENTUM), m and v (Adam)
+        moments = 0 if kind == PLAIN else 1 if kind == MOMENTUM else 2
+        if gemm is not None:
+            # the GEMM path's layout for the whole call, undone before returning
+            _copy_transposed(moments, ws.W1T, ws.mW1T, ws.vW1T, params.W1, first_m.W1,
+                             second_v.W1)
+            P = Params(ws.W1T, params.b1, params.W2, params.b2)
+            S = State(Params(ws.mW1T, first_m.b1, first_m.W2, first_m.b2),
+                      Params(ws.vW1T, second_v.b1, second_v.W2, second_v.b2), state.t)
+        else:
+            P = params
+            S = state
+        grads = ws.grads
+        tiles, chunks = ws.tiles, ws.chunks
+        # unit weights: a shuffled batch's weights are all ones, set once here
+        # rather than gathered (200 random reads a batch) before every batch
+        unit_weights = gather is not None and ws.unit_weights[0] == 1.0
+        if unit_weights:
+            ws.w_batch[:] = 1
+        # the rows the tiles read, in the path's layout: a gathered batch's
+        # buffers (row 0 on), or all rows
+        if gemm is None:
+            batch_rows = Rows(ws.XT, ws.YT, ws.w_batch)
+            X_to, Y_to = ws.XT, ws.YT
+            in_order = Rows(ws.XT, ws.YT, w)
+        else:
+            batch_rows = Rows(ws.X_batch, ws.Y_batch, ws.w_batch)
+            X_to, Y_to = ws.X_batch, ws.Y_batch
+            in_order = Rows(X, Y, w)
+        finished = epochs.count
+        for epoch in range(epochs.count):
+            lr = like(learning_rate(settings.learning_rate, epochs.epoch0 + epoch,
+                                    settings.schedule_scale, settings.power_t), P.W1)
+            epoch_loss = 0.0
+            epoch_weight = 0.0
+            for batch in range(n_batches):
+                first = batch * rows
+                m = min(rows, walked - first)
+                if gather is not None:
+                    order = orders[epoch, first:first + m]
+                    if unit_weights:
+                        weight = np.float64(m)           # the exact sum of m ones
+                    else:
+                        weight = gather_weights(w, order, ws.w_batch)
+                        if weight == 0.0:
+                            continue
+                    loss = gradients(gemm, parallel, code, batch_rows,
+                                     Source(X, Y, order, X_to, Y_to), 0, m, weight, P,
+                                     settings.alpha, tiles, chunks, grads)
+                else:
+                    weight = ws.batch_weight[batch]
+                    if weight == 0.0:
+                        continue
+                    loss = gradients(gemm, parallel, code, in_order, None, first, m, weight,
+                                     P, settings.alpha, tiles, chunks, grads)
+                if not np.isfinite(loss):
+                    epochs.losses[epochs.start + epoch] = loss
+                    finished = epoch
+                    break
+                epoch_loss += loss * weight
+                epoch_weight += weight
+                S.t[0] += 1
+                step(kind, P, grads, S, lr, settings)
+            if finished < epochs.count:
+                break
+            epochs.losses[epochs.start + epoch] = epoch_loss / epoch_weight
+        if gemm is not None:
+            _copy_transposed(moments, params.W1, first_m.W1, second_v.W1, ws.W1T, ws.mW1T,
+                             ws.vW1T)
+        return finished
+    return train
+
+
+def make_loss_and_gradients(code, gemm, parallel):
+    """The compiled ``loss_and_gradients`` of one configuration."""
+
+    @njit(**JIT)
+    def loss_and_gradients(data, params, alpha, weight, ws, grads):
+        """L over all rows of data, whose weights sum to ``weight``, at params;
+        its gradients into grads. ws: a workspace for one batch of all rows,
+        prepared (``plan.prepare``)."""
+        X, Y, w = data
+        n = X.shape[0]
+        # row 0 as n - n, an int64 like the batches' first rows in train: a
+        # literal 0 would compile gradients again rather than share train's
+        if gemm is None:
+            return gradients(gemm, parallel, code, Rows(ws.XT, ws.YT, w), None, n - n, n,
+                             weight, params, alpha, ws.tiles, ws.chunks, grads)
+        # the GEMM path's layout: W1 and its gradient transposed
+        transpose_into(ws.W1T, params.W1)
+        loss = gradients(gemm, parallel, code, Rows(X, Y, w), None, n - n, n, weight,
+                         Params(ws.W1T, params.b1, params.W2, params.b2), alpha, ws.tiles,
+                         ws.chunks, Params(ws.grads.W1, grads.b1, grads.W2, grads.b2))
+        transpose_into(grads.W1, ws.grads.W1)
+        return loss
+    return loss_and_gradients

@@ -1,0 +1,111 @@
+"""LLVM-level helpers of the Numba kernels: bit casts, BLAS GEMM, prefetch."""
+
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+
+@intrinsic
+def float64_bits(typingctx, x):
+    """The int64 holding the bits of the float64 x (an LLVM bitcast: no instruction)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def bits_float64(typingctx, x):
+    """The float64 whose bits are the int64 x."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def pow2_float32(typingctx, kd):
+    """2**m for the float32 kd of _reduce32: m + 127 shifted into the exponent field."""
+    if kd != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.add(builder.bitcast(args[0], i32), i32(127))
+        return builder.bitcast(builder.shl(bits, i32(23)), ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+# The GEMMs of the wide layers call the Fortran dgemm/sgemm of
+# scipy.linalg.cython_blas (the library the Cython kernels and Numba's np.dot
+# use) by symbol name, so the compiled code stays cacheable (a ctypes
+# function pointer would be a dynamic global) and can pass beta = 1:
+# products accumulate into their gradient with no temporary and no add pass.
+for _name in ("dgemm", "sgemm"):
+    llvm_binding.add_symbol("shallownet_" + _name,
+                            get_cython_function_address("scipy.linalg.cython_blas", _name))
+NO_TRANS, TRANS = ord("N"), ord("T")     # transa, transb of gemm
+
+
+@intrinsic
+def gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Column-major C (m x n, leading dimension ldc) := op(A) op(B) + beta C,
+    op given by transa/transb (NO_TRANS or TRANS): Fortran GEMM with alpha = 1, its
+    scalar arguments passed by reference from stack slots. The arrays' data
+    pointers only are read: the caller passes the layout in the leading
+    dimensions. No checks (BLAS's own are of its arguments' values)."""
+    if not (isinstance(c, types.Array) and c.dtype in (types.float32, types.float64)
+            and isinstance(a, types.Array) and isinstance(b, types.Array)
+            and a.dtype == c.dtype and b.dtype == c.dtype):
+        return None
+    symbol = "shallownet_dgemm" if c.dtype == types.float64 else "shallownet_sgemm"
+    dtype = c.dtype
+
+    def codegen(context, builder, signature, args):
+        voidp = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [voidp] * 13), symbol)
+        argtys = signature.args
+
+        def by_reference(i, ty):
+            value = context.cast(builder, args[i], argtys[i], ty)
+            return builder.bitcast(cgutils.alloca_once_value(builder, value), voidp)
+
+        def data(i):
+            array = context.make_array(argtys[i])(context, builder, args[i])
+            return builder.bitcast(array.data, voidp)
+
+        one = builder.bitcast(
+            cgutils.alloca_once_value(builder, context.get_constant(dtype, 1)), voidp)
+        builder.call(fn, [by_reference(0, types.int8), by_reference(1, types.int8),
+                          by_reference(2, types.int32), by_reference(3, types.int32),
+                          by_reference(4, types.int32), one, data(5),
+                          by_reference(6, types.int32), data(7), by_reference(8, types.int32),
+                          by_reference(9, dtype), data(10), by_reference(11, types.int32)])
+        return context.get_dummy_value()
+    return types.none(transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, i):
+    """A hint that element i (flat index) of the C-contiguous array a will be
+    read soon: llvm.prefetch (read, keep in all cache levels). No effect on results."""
+    if not isinstance(a, types.Array) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", [pointer.type],
+            ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]))
+        builder.call(prefetch, [pointer, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(a, i), codegen

@@ -1,0 +1,75 @@
+"""Compiler flags, dtype helpers and compile-time choice for the Numba kernels.
+
+Flags (docs/kernels.md, "Determinism"): fastmath 'contract' only, so that
+a*b + c may become an FMA, which is deterministic; functions that sum over
+rows also allow 'reassoc', so that LLVM keeps vector partial sums in a fixed
+order for a compiled function; the optimizer steps have no fastmath at all
+and round as the NumPy reference does. error_model='numpy' drops the
+ZeroDivisionError branch on each division, which would stop the loops
+vectorising.
+
+Choice: a fit's configuration is made of compile-time constants, so that
+only the code it runs is compiled (``shallownet._numba`` builds one entry
+point per configuration, whose constants reach every kernel below it):
+- the activation code and the optimizer's step kind are literal integers
+  (``Literal`` types); the overloads ``activations.activation`` and
+  ``steps.step`` pick their implementation while typing (``literal_choice``);
+- the flags gemm, parallel and gather are None (off) or True (on): Numba
+  prunes a branch ``if flag is None`` by the flag's type in every function
+  it is passed to (and in every function inlined there), so the code behind
+  the other value is never typed or compiled. (A branch on a literal
+  integer or bool is not pruned: both sides would be compiled.)
+Functions between the epoch loop and the tiles are inlined (Numba IR): a
+compiled function links and optimizes again the code of every compiled
+function it calls, so each level of calls adds to the compile time.
+"""
+
+import numpy as np
+from numba import types
+from numba.core import errors
+from numba.extending import overload
+
+JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+JIT_ROW_SUM = dict(cache=True, nogil=True, error_model="numpy",
+                   fastmath={"contract", "reassoc"})
+# fastmath=False set explicitly: an unset flag is inherited from the caller
+JIT_EXACT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+
+
+def literal_choice(name, option, choices):
+    """choices[the value of option], a compile-time constant (a Literal
+    type), for an overload that dispatches on it while typing: the other
+    choices are never compiled. Such overloads are inlined into their
+    caller (Numba IR), so a choice adds no compiled function whose library
+    every caller would link and optimize again."""
+    if not isinstance(option, types.Literal):
+        raise errors.TypingError(f"{name}: the option must be a compile-time constant, "
+                                 f"got {option}")
+    return choices[option.literal_value]
+
+
+def like(x, a):
+    """The scalar x converted to the dtype of the array a (compiled code only)."""
+    return a.dtype.type(x)
+
+
+@overload(like)
+def _like(x, a):
+    if a.dtype == types.float32:
+        return lambda x, a: np.float32(x)
+    return lambda x, a: np.float64(x)
+
+
+def derivative_from_output(a):
+    """True where g'(z) is computed from a1 = g(z) alone, exactly as the
+    activation computes it: float64 (tanh 1 - a^2, sigmoid a (1 - a), relu
+    and identity by sign). Not float32, whose tanh and sigmoid derivatives
+    keep their accuracy near saturation with terms a1 does not hold."""
+    return a.dtype == np.float64
+
+
+@overload(derivative_from_output)
+def _derivative_from_output(a):
+    if a.dtype == types.float64:
+        return lambda a: True
+    return lambda a: False

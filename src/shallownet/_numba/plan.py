@@ -1,0 +1,157 @@
+"""How a batch is cut up, and the buffers of a run.
+
+A batch's rows are cut into chunks (each with its own gradient
+accumulators, reduced in chunk order) and chunks into tiles of one of two
+kinds, chosen by the shapes alone: explicit loops (``explicit``) or GEMM
+tiles (``gemm``). All of it is fixed by the batch's row count and the
+shapes, never by the thread count, so results are bitwise the same for any
+n_threads (docs/kernels.md).
+"""
+
+import numpy as np
+from llvmlite.binding import get_host_cpu_features
+from numba import njit
+
+from .jit import JIT, JIT_ROW_SUM
+from .records import Chunks, Params, Tiles, Workspace
+from .rows import weight_sum
+
+# Chunks: fixed by the batch's row count alone (docs/kernels.md): the largest
+# power of two <= min(MAX_CHUNKS, n // min_rows) chunks (powers of two share
+# out evenly over 2, 4, ... threads), where a chunk holds enough work to pay
+# for the parallel region it may run in, on a busy machine too: a row costs
+# h (2 (d + k) + 33) operations (a multiply-add each way per input and
+# output, ~33 for the activation, its derivative and the rest), and a chunk
+# needs CHUNK_MIN_OPS of them, ~0.3 ms single-threaded (3 G operations/s
+# measured at (4000, 20, 100)): a region that waits tens of microseconds for
+# a second thread costs a few percent. Below 2 * CHUNK_MIN_OPS a batch is one
+# chunk, run serially: Adam's 200-row batches at (4000, 20, 100) (1.5 M
+# operations) ran 15x slower in a 2-thread region per batch than serially
+# with two busy processes on the 2 cores (OpenMP layer), and (1000, 1, 16)
+# is at its single-core floor (docs/kernels.md). Tall GEMM tiles (d*h >=
+# GEMM_TALL_DH) take at least GEMM_MIN_CHUNK_ROWS rows a chunk.
+MAX_CHUNKS = 32
+GEMM_MIN_CHUNK_ROWS = 2048
+GEMM_TALL_DH = 4096
+CHUNK_MIN_OPS = 1 << 20
+# Two tile kernels, chosen by the shapes, and by whether the host has
+# AVX-512: OpenBLAS's AVX-512 GEMM kernels gain more from it than the loops.
+# With AVX-512 (measured single-threaded at n = 50000, tanh): the explicit
+# loops won by 1.3-3x at h <= 8 and at d = 1, h = 16; they tied with the
+# GEMMs at d*h = 64 with h >= 16, and lost by 1.3-2.5x from d*h = 160
+# (h >= 16) or d*h = 256 (any h) on. Without it (Zen 3, AVX2 + FMA; full
+# batch, 2 threads, 7 interleaved rounds, ms an epoch, loops against GEMMs):
+# (100000, 4, 16) 2.92 against 4.26, (100000, 10, 32) 8.37 against 9.14,
+# but (50000, 20, 32) 6.35 against 5.72 and (50000, 16, 64) 13.5 against
+# 11.6; Adam's 200-row batches at (100000, 10, 32) 14.0 against 15.2.
+# - explicit loops along the rows of a transposed tile, for narrow layers:
+#   their tile buffers (a1 and g'(z1), h x T; yhat, k x T; the X tile, d x T)
+#   stay within SMALL_TILE_BYTES of L2;
+SMALL_TILE_BYTES = 256 * 1024
+SMALL_TILE_MIN_ROWS = 64
+SMALL_TILE_MAX_ROWS = 4096
+# - BLAS GEMMs (_gemm) on transposed tiles (h x T), otherwise, with W1 and
+#   its gradient transposed (h x d): OpenBLAS packs those layouts with
+#   cheaper copies (_tile_gemm). T = 256 rows was the fastest of 128 ...
+#   2048 at (n, d, h) = (50000, 10, 32), (50000, 100, 128) and
+#   (20000, 784, 256) (row-major tiles), though within a few percent of
+#   384 ... 1024; at 2048 the tile buffers leave L2 and it was 15-20% slower.
+GEMM_TILE_ROWS = 256
+_AVX512 = bool(get_host_cpu_features().get("avx512f", False))
+GEMM_MIN_HIDDEN = 16
+GEMM_MIN_DH = 64 if _AVX512 else 512
+GEMM_ALWAYS_DH = 256 if _AVX512 else 512
+
+
+@njit(**JIT)
+def plan(n, d, h, k, itemsize):
+    """(n_chunks, chunk_rows, tile_rows, use_gemm, max_tile_rows) for a batch
+    of n rows of ``itemsize``-byte elements: fixed by the shapes alone.
+    n_chunks is monotone in n, and tile_rows <= max_tile_rows, which
+    buffers for n rows hold."""
+    use_gemm = (h >= GEMM_MIN_HIDDEN and d * h >= GEMM_MIN_DH) or d * h >= GEMM_ALWAYS_DH
+    min_rows = max(CHUNK_MIN_OPS // (h * (2 * (d + k) + 33)), 1)
+    if d * h >= GEMM_TALL_DH:
+        min_rows = max(min_rows, GEMM_MIN_CHUNK_ROWS)
+    if use_gemm:
+        tile_rows = GEMM_TILE_ROWS
+    else:
+        tile_rows = SMALL_TILE_BYTES // (itemsize * (2 * h + k + d))
+        tile_rows = min(max(tile_rows - tile_rows % 8, SMALL_TILE_MIN_ROWS), SMALL_TILE_MAX_ROWS)
+    chunks = min(n // min_rows, MAX_CHUNKS)
+    n_chunks = 1
+    while 2 * n_chunks <= chunks:
+        n_chunks *= 2
+    chunk_rows = max((n + n_chunks - 1) // n_chunks, 1)
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    return n_chunks, chunk_rows, min(tile_rows, chunk_rows), use_gemm, max(min(tile_rows, n), 1)
+
+
+def _empty(shape, dtype):
+    """An uninitialised array whose data starts on a 64-byte boundary (a
+    vector load never straddles a cache line at a row's start)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    raw = np.empty(size + 64 // dtype.itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // dtype.itemsize
+    return raw[skip:skip + size].reshape(shape)
+
+
+def workspace(n, d, h, k, dtype, rows, n_threads, gather):
+    """The buffers of a run of calls on n rows in batches of at most
+    ``rows`` rows, allocated once (in Python: compiled code never
+    allocates): per-worker tile buffers and per-chunk accumulators; the
+    transposed X and Y of the explicit loops (all of X, or with ``gather``
+    a batch's rows); the row-major batch buffers of the GEMM path with
+    ``gather``; the GEMM path's transposed W1 and moments; the gathered
+    weights; the four gradients (dW1 transposed on the GEMM path, as the
+    chunks' dW1); the chunks' losses, each in-order batch's weight sum, and
+    whether every sample weight is 1 (float64). ``prepare`` fills the parts
+    that stay the same across the run's calls."""
+    n_chunks, _, _, use_gemm, tile_rows = plan.py_func(rows, d, h, k, np.dtype(dtype).itemsize)
+    n_workers = max(1, min(n_threads, n_chunks))
+    n_batches = (n + rows - 1) // rows
+    if use_gemm:
+        xt_cols, batch_rows, dz_rows = 0, (rows if gather else 0), 0
+    else:
+        # the explicit loops run along rows: X transposed, all of it once per
+        # fit, or each gathered batch straight into a transposed buffer
+        xt_cols, batch_rows, dz_rows = (rows if gather else n), 0, tile_rows
+    # the GEMM path holds W1, its gradients and its optimizer moments
+    # transposed (h x d) within a call
+    w1 = (h, d) if use_gemm else (d, h)
+    w1t = (h, d) if use_gemm else (0, 0)
+    e = lambda *shape: _empty(shape, dtype)                  # noqa: E731
+    e64 = lambda *shape: _empty(shape, np.float64)           # noqa: E731
+    return Workspace(
+        XT=e(d if xt_cols else 0, xt_cols), YT=e(k if xt_cols else 0, xt_cols),
+        X_batch=e(batch_rows, d if batch_rows else 0),
+        Y_batch=e(batch_rows, k if batch_rows else 0),
+        w_batch=e(rows if gather else 0),
+        tiles=Tiles(e(n_workers, tile_rows * h), e(n_workers, tile_rows * h),
+                    e(n_workers, tile_rows * k), e(n_workers, dz_rows)),
+        chunks=Chunks(e(n_chunks, *w1), e(n_chunks, h), e(n_chunks, h, k), e(n_chunks, k),
+                      e64(n_chunks)),
+        W1T=e(*w1t), mW1T=e(*w1t), vW1T=e(*w1t),
+        grads=Params(e(*w1), e(h), e(h, k), e(k)),
+        batch_weight=e64(0 if gather else n_batches), unit_weights=e64(1))
+
+
+@njit(**JIT_ROW_SUM)
+def _batch_weights(w, rows, out):
+    for batch in range(out.shape[0]):
+        start = batch * rows
+        out[batch] = weight_sum(w[start:min(w.shape[0], start + rows)])
+
+
+def prepare(ws, X, Y, w, rows, gather):
+    """Fill the parts of a run's workspace that stay the same across its
+    calls: the transposed X and Y (rows in order, explicit loops), each
+    in-order batch's weight sum (``weight_sum``'s order, the kernels'), and
+    the unit-weights flag."""
+    if not gather and ws.XT.shape[1] > 0:
+        np.copyto(ws.XT, X.T)
+        np.copyto(ws.YT, Y.T)
+    if ws.batch_weight.shape[0]:
+        _batch_weights(w, rows, ws.batch_weight)
+    ws.unit_weights[0] = 1.0 if bool(np.all(w == 1)) else 0.0

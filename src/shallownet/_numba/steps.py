@@ -1,0 +1,162 @@
+"""The optimizer steps of the Numba kernels and the learning-rate schedule.
+
+Elementwise, in the order of operations of the reference's _step and in the
+parameters' dtype (every scalar is converted to it first, as NumPy does with
+a Python float); no fastmath, so no FMA: with the same gradient the update
+is rounded exactly as NumPy rounds it. ``step(kind, ...)`` is the single
+dispatch; ``step_kind`` names the kind a fit's options give.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+from .._options import ADAM
+from .jit import JIT, JIT_EXACT, like, literal_choice
+from .records import AdamScalars
+
+# the step kinds (compile-time constants of a fit)
+PLAIN, MOMENTUM, ADAM_STEP, ADAM_FOLDED = 0, 1, 2, 3
+
+
+def step_kind(optimizer, momentum, epsilon_before_correction):
+    """The kind of step of an optimizer code with these settings."""
+    if optimizer == ADAM:
+        return ADAM_FOLDED if epsilon_before_correction else ADAM_STEP
+    return MOMENTUM if momentum != 0.0 else PLAIN
+
+
+@njit(**JIT_EXACT)
+def _step_sgd(p, g, lr):
+    """p -= lr g."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    for i in range(p_flat.shape[0]):
+        p_flat[i] -= lr * g_flat[i]
+
+
+@njit(**JIT_EXACT)
+def _step_momentum(p, g, velocity, mu, lr, nesterov):
+    """velocity = mu velocity - lr g; p += velocity, or with Nesterov p += mu velocity - lr g."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    v_flat = velocity.reshape(-1)
+    if nesterov:
+        for i in range(p_flat.shape[0]):
+            vi = v_flat[i] * mu
+            vi = vi - lr * g_flat[i]
+            v_flat[i] = vi
+            p_flat[i] += mu * vi - lr * g_flat[i]
+    else:
+        for i in range(p_flat.shape[0]):
+            vi = v_flat[i] * mu
+            vi = vi - lr * g_flat[i]
+            v_flat[i] = vi
+            p_flat[i] += vi
+
+
+@njit(**JIT_EXACT)
+def _step_adam(p, g, m, v, c, folded):
+    """m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2; then
+    p -= lr (m / bias1) / (sqrt(v / bias2) + epsilon), or with ``folded``
+    (True; None otherwise) epsilon added to sqrt(v) before the bias
+    correction, which the float64 step = lr sqrt(bias2) / bias1 carries:
+    p -= step m / (sqrt(v) + epsilon), the quotient formed in float64 and
+    rounded once into p, as NumPy does with a float64 scalar step.
+    c: the ``AdamScalars``."""
+    p_flat = p.reshape(-1)
+    g_flat = g.reshape(-1)
+    m_flat = m.reshape(-1)
+    v_flat = v.reshape(-1)
+    for i in range(p_flat.shape[0]):
+        gi = g_flat[i]
+        mi = m_flat[i] * c.beta1
+        mi = mi + c.one_minus_beta1 * gi
+        vi = v_flat[i] * c.beta2
+        vi = vi + (c.one_minus_beta2 * gi) * gi
+        m_flat[i] = mi
+        v_flat[i] = vi
+        if folded is None:
+            p_flat[i] -= c.lr * (mi / c.bias1) / (np.sqrt(vi / c.bias2) + c.epsilon)
+        else:
+            p_flat[i] -= (c.step * np.float64(mi)) / np.float64(np.sqrt(vi) + c.epsilon)
+
+
+@njit(**JIT_EXACT)
+def learning_rate(learning_rate, epoch, schedule_scale, power_t):
+    """learning_rate / (epoch schedule_scale + 1) ** power_t in float64,
+    rounded as the reference rounds it (no FMA)."""
+    return learning_rate / math.pow(np.float64(epoch) * schedule_scale + 1.0, power_t)
+
+
+@njit(inline="always", **JIT)
+def _flat(a):
+    """a as a 1-D view: the steps are compiled once, for 1-D arrays."""
+    return a.reshape(-1)
+
+
+@njit(inline="always", **JIT)
+def _plain(params, grads, state, lr, s):
+    _step_sgd(_flat(params.W1), _flat(grads.W1), lr)
+    _step_sgd(params.b1, grads.b1, lr)
+    _step_sgd(_flat(params.W2), _flat(grads.W2), lr)
+    _step_sgd(params.b2, grads.b2, lr)
+
+
+@njit(inline="always", **JIT)
+def _momentum(params, grads, state, lr, s):
+    mu = like(s.momentum, params.W1)
+    m = state.m
+    _step_momentum(_flat(params.W1), _flat(grads.W1), _flat(m.W1), mu, lr, s.nesterov)
+    _step_momentum(params.b1, grads.b1, m.b1, mu, lr, s.nesterov)
+    _step_momentum(_flat(params.W2), _flat(grads.W2), _flat(m.W2), mu, lr, s.nesterov)
+    _step_momentum(params.b2, grads.b2, m.b2, mu, lr, s.nesterov)
+
+
+@njit(inline="always", **JIT)
+def _adam_steps(params, grads, state, c, folded):
+    m, v = state.m, state.v
+    _step_adam(_flat(params.W1), _flat(grads.W1), _flat(m.W1), _flat(v.W1), c, folded)
+    _step_adam(params.b1, grads.b1, m.b1, v.b1, c, folded)
+    _step_adam(_flat(params.W2), _flat(grads.W2), _flat(m.W2), _flat(v.W2), c, folded)
+    _step_adam(params.b2, grads.b2, m.b2, v.b2, c, folded)
+
+
+@njit(inline="always", **JIT)
+def _adam(params, grads, state, lr, s):
+    t = np.float64(state.t[0])
+    W1 = params.W1
+    c = AdamScalars(lr, like(s.beta1, W1), like(1.0 - s.beta1, W1), like(s.beta2, W1),
+                    like(1.0 - s.beta2, W1), like(1.0 - math.pow(s.beta1, t), W1),
+                    like(1.0 - math.pow(s.beta2, t), W1), like(s.epsilon, W1), 0.0)
+    _adam_steps(params, grads, state, c, None)
+
+
+@njit(inline="always", **JIT)
+def _adam_folded(params, grads, state, lr, s):
+    t = np.float64(state.t[0])
+    W1 = params.W1
+    bias1 = 1.0 - math.pow(s.beta1, t)
+    bias2 = 1.0 - math.pow(s.beta2, t)
+    step = np.float64(lr) * math.sqrt(bias2) / bias1
+    c = AdamScalars(lr, like(s.beta1, W1), like(1.0 - s.beta1, W1), like(s.beta2, W1),
+                    like(1.0 - s.beta2, W1), like(bias1, W1), like(bias2, W1),
+                    like(s.epsilon, W1), step)
+    _adam_steps(params, grads, state, c, True)
+
+
+def step(kind, params, grads, state, lr, settings):
+    """One update of every parameter (and of the state's moments), state.t
+    counting this step; lr in the parameters' dtype (compiled code only)."""
+
+
+@overload(step, jit_options=JIT, inline="always")
+def _step(kind, params, grads, state, lr, settings):
+    target = literal_choice("step", kind, {PLAIN: _plain, MOMENTUM: _momentum,
+                                           ADAM_STEP: _adam, ADAM_FOLDED: _adam_folded})
+
+    def call(kind, params, grads, state, lr, settings):
+        target(params, grads, state, lr, settings)
+    return call
