@@ -146,23 +146,38 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
             return loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, count)
     n, d = X.shape
     h, k = params[0].shape[1], Y.shape[1]
-    gemm, parallel = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
-    # the workspace of one batch of all n rows, kept for the next call with
-    # the same shapes (an Evaluator's loop) in this thread
-    key = (n, d, h, k, X.dtype, count)
-    cached = getattr(_run, "workspace", None)
+    # the kernel and a workspace for one batch of all n rows; a small one is
+    # kept for the next call with the same shapes (an Evaluator's loop) in
+    # this thread, where its set-up would be a good part of the call
+    key = (n, d, h, k, X.dtype, count, int(activation_code))
+    cached = getattr(_run, "evaluation", None)
     if cached is None or cached[0] != key:
-        cached = (key, kernels.workspace(n, d, h, k, X.dtype, n, count, False))
-        _run.workspace = cached
-    ws = cached[1]
-    if gemm is None:
+        gemm, parallel = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
+        ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False)
+        cached = (key, kernels.evaluator(int(activation_code), gemm, parallel), ws,
+                  gemm is None)
+        size = sum(a.nbytes for a in _arrays(ws))
+        _run.evaluation = cached if size <= _KEEP_WORKSPACE_BYTES else None
+    _, evaluate, ws, explicit = cached
+    if explicit:
         np.copyto(ws.XT, X.T)
         np.copyto(ws.YT, Y.T)
-    evaluate = kernels.evaluator(int(activation_code), gemm, parallel)
     grads = Params(*(np.empty_like(p) for p in params))
     loss = evaluate(kernels.Rows(X, Y, sample_weight), Params(*params), float(alpha),
                     kernels.weight_sum(sample_weight), ws, grads)
     return float(loss), grads
+
+
+# the largest evaluation workspace a thread keeps between calls
+_KEEP_WORKSPACE_BYTES = 4 << 20
+
+
+def _arrays(record):
+    for field in record:
+        if isinstance(field, tuple):
+            yield from _arrays(field)
+        elif isinstance(field, np.ndarray):
+            yield field
 
 
 def apply_activation(z, activation_code):
