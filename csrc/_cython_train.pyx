@@ -952,6 +952,89 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
     return loss
 
 
+cdef class PackedLoss:
+    """The loss and gradients on one data set at any parameters, packed:
+    ``loss(x, out, scale)`` reads x (W1, W2, b1, b2 raveled, in X's dtype,
+    C-contiguous: shallownet._lbfgs.pack's order) and writes ``scale`` times
+    the gradients into ``out`` in the same order; returns the loss. The plan,
+    the workspace and its thread pool are set up once, by ``open_packed_loss``,
+    and kept for every evaluation of an L-BFGS run."""
+    cdef Plan plan
+    cdef _Workspace ws
+    cdef const void *X
+    cdef const void *Y
+    cdef const void *w          # NULL for unit weights
+    cdef double weight, alpha
+    cdef Py_ssize_t n
+    cdef bint is_double
+    cdef object arrays
+
+    def __call__(self, x, out, double scale):
+        cdef const double[::1] xd
+        cdef double[::1] od
+        cdef const float[::1] xf
+        cdef float[::1] of
+        if self.is_double:
+            xd = x
+            od = out
+            if xd.shape[0] != self.plan.n_params or od.shape[0] != self.plan.n_params:
+                raise ValueError(f"x and out must hold {self.plan.n_params} parameters")
+            return _packed_loss(self, &xd[0], &od[0], scale)
+        xf = x
+        of = out
+        if xf.shape[0] != self.plan.n_params or of.shape[0] != self.plan.n_params:
+            raise ValueError(f"x and out must hold {self.plan.n_params} parameters")
+        return _packed_loss(self, &xf[0], &of[0], scale)
+
+
+cdef double _packed_loss(PackedLoss self, const floating *x, floating *out,
+                         double scale) noexcept:
+    cdef Py_ssize_t d = self.plan.d, h = self.plan.h, k = self.plan.k, i
+    cdef Py_ssize_t dh = d * h, hk = h * k
+    cdef floating *grad = <floating *> self.ws.grad
+    cdef floating s = <floating> scale
+    cdef double loss
+    cdef Rows in_place
+    in_place.order = NULL
+    with nogil:
+        loss = _batch(&self.plan, &self.ws.pool, <const floating *> self.X,
+                      <const floating *> self.Y, <const floating *> self.w, &in_place, self.n,
+                      self.weight, self.alpha, x, x + dh + hk, x + dh, x + dh + hk + h,
+                      <floating *> self.ws.scratch, <floating *> self.ws.chunk_grads,
+                      self.ws.chunk_loss, grad)
+        # grad is W1, b1, W2, b2; out is W1, W2, b1, b2
+        for i in range(dh):
+            out[i] = s * grad[i]
+        for i in range(hk):
+            out[dh + i] = s * grad[dh + h + i]
+        for i in range(h):
+            out[dh + hk + i] = s * grad[dh + i]
+        for i in range(k):
+            out[dh + hk + h + i] = s * grad[dh + h + hk + i]
+    return loss
+
+
+def open_packed_loss(const floating[:, ::1] X, const floating[:, ::1] Y,
+                     const floating[::1] sample_weight, Py_ssize_t h, int activation_code,
+                     double alpha, int n_threads):
+    """A ``PackedLoss`` on these arrays (kept alive by it) for h hidden units."""
+    cdef PackedLoss f = PackedLoss.__new__(PackedLoss)
+    cdef Py_ssize_t n = X.shape[0]
+    f.plan = _make_plan(n, X.shape[1], h, Y.shape[1], activation_code, n_threads)
+    f.ws = _allocate(&f.plan, 0, sizeof(floating))
+    f.X, f.Y, f.n, f.alpha = &X[0, 0], &Y[0, 0], n, alpha
+    with nogil:
+        if _all_ones(&sample_weight[0], n):
+            f.weight = <double> n
+            f.w = NULL
+        else:
+            f.weight = _weight_sum(&sample_weight[0], n)
+            f.w = &sample_weight[0]
+    f.is_double = floating is double
+    f.arrays = (X.base, Y.base, sample_weight.base)
+    return f
+
+
 def apply_activation(floating[::1] z_gprime, floating[::1] a, int activation_code):
     """a := g(z), z_gprime := g'(z) in place (z_gprime holds z on entry)."""
     with nogil:
