@@ -102,19 +102,20 @@ cdef enum:
     # optimizer codes of shallownet._training
     SGD = 0
     ADAM = 1
-    # docs/kernels.md: a batch of n rows splits into n_chunks = the largest
-    # power of two <= min(32, n // min_rows) chunks of ceil(n / n_chunks) rows
-    # (powers of two share out evenly over 2, 4, ... threads). A chunk must
-    # hold enough work to pay for handing it to another thread (waking a
-    # sleeping worker, the chunks' reduction): min_rows = 2048 with BLAS
-    # (tall GEMM tiles), else CHUNK_WORK // (h (d + k)) rows. Measured at
-    # (8192, 20), h = 100, batches in 2 chunks on 2 threads against 1 chunk
-    # on 1: 0.90x the time from 2M units a batch (1024 rows), 1.14-1.7x
-    # below it (machine shared, load average ~14): a batch splits from 2M,
-    # so Adam's 200-row batches (420k) stay serial.
+    # docs/kernels.md ("Threshold"): a batch of n rows splits into n_chunks =
+    # the largest power of two <= min(32, n // min_rows) chunks of
+    # ceil(n / n_chunks) rows rounded up to whole blocks of samples (powers of
+    # two share out evenly over 2, 4, ... threads; whole blocks keep the
+    # serial batch's tiles). A chunk must hold enough work to pay for handing
+    # it to another thread: min_rows = 2048 with BLAS (tall GEMM tiles), else
+    # CHUNK_WORK // (h (d + k)) rows. Measured with Adam's 200-row batches at
+    # (20000, 20), h = 100 (420k units, two chunks from CHUNK_WORK = 2**17):
+    # 54-58 us a batch on two idle cores against 80-85 us on one; with
+    # another process on one core the pool's trials keep such batches on the
+    # caller (csrc/_pool.h), level with one thread.
     MAX_CHUNKS = 32
     BLAS_MIN_CHUNK_ROWS = 2048
-    CHUNK_WORK = 1 << 20
+    CHUNK_WORK = 1 << 17
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
     SMALL_TILE_ELEMENTS = 32768
@@ -184,18 +185,30 @@ cdef inline Py_ssize_t _sub_rows(const Plan *plan) noexcept nogil:
     return min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
 
 
+cdef inline Py_ssize_t _max_chunks(const Plan *plan, Py_ssize_t n) noexcept nogil:
+    """The largest power of two <= min(MAX_CHUNKS, n // min_chunk_rows): the
+    chunks of a batch of n rows before rounding (which may leave fewer)."""
+    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS)
+    cdef Py_ssize_t power = 1
+    while 2 * power <= chunks:
+        power *= 2
+    return power
+
+
 cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     """Chunks and tiles of a batch of n rows: fixed by n and the shapes alone.
 
-    n_chunks is monotone in n and no tile is longer than max_tile_rows, so
-    a plan made for the largest batch of a call has buffers for each of its
-    batches."""
-    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS), tiles
+    n_chunks is at most the power of two of the largest batch
+    (_max_chunks) and no tile is longer than max_tile_rows, so a plan made
+    for the largest batch of a call has buffers for each of its batches."""
+    cdef Py_ssize_t tiles
     plan.n = n
-    plan.n_chunks = 1
-    while 2 * plan.n_chunks <= chunks:
-        plan.n_chunks *= 2
+    plan.n_chunks = _max_chunks(plan, n)
     plan.chunk_rows = (n + plan.n_chunks - 1) // plan.n_chunks
+    if plan.n_chunks > 1:
+        # whole blocks of samples: no padding but in the last chunk, so the
+        # chunks hold no more padded samples than the batch in one chunk
+        plan.chunk_rows = _round_up(plan.chunk_rows, SN_LANES)
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
     # tiles of equal length (no short last tile), at most max_tile_rows and
     # no longer than a chunk (small n), always whole blocks of samples
@@ -225,8 +238,10 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
     plan.tile_rows = _round_up(min(plan.max_tile_rows, max_rows), SN_LANES)
     plan.sub_rows = _sub_rows(&plan)
     plan.two_over_w = 2.0 / max_rows
-    plan.max_chunks = plan.n_chunks
-    plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.n_chunks))
+    # a bound for every batch of at most max_rows rows (rounding the chunks
+    # to whole blocks may leave the largest batch fewer than a smaller one)
+    plan.max_chunks = _max_chunks(&plan, max_rows)
+    plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.max_chunks))
     plan.n_params = d * h + h + h * k + k
     plan.grad_stride = _round_up(plan.n_params, SN_LANES)
     plan.xt_size = 0 if plan.use_blas else d * plan.tile_rows

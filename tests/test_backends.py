@@ -111,6 +111,23 @@ def test_packed_loss_is_loss_and_gradients_packed(backend, dtype, n, d, h, k):
             np.testing.assert_array_equal(out, pack(ref_grads) * dtype(0.5))
 
 
+def test_a_later_batch_with_more_chunks_than_the_largest(compiled_backend):
+    # Cython rounds chunks to whole blocks of 32 samples: at h (d + k) = 4096
+    # a batch of 130 rows runs in 3 chunks, the epoch's last batch of 128 in
+    # 4; buffers and threads are sized for the most chunks of any batch
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((258, 1))
+    y = np.sin(X[:, 0])
+    kwargs = dict(hidden=2048, optimizer="adam", batch_size=130, epochs=2, learning_rate=1e-3,
+                  random_state=0, shuffle=False)
+    ref = shallownet.fit(X, y, backend="numpy", **kwargs)
+    fits = [shallownet.fit(X, y, backend=compiled_backend, n_threads=t, **kwargs)
+            for t in (1, 4)]
+    for p, q, r in zip(*(f.params for f in fits), ref.params):
+        np.testing.assert_array_equal(p, q)
+        assert relative_error(p, r) <= RTOL64
+
+
 def _ulp_error(actual, reference):
     spacing = np.spacing(np.maximum(np.abs(reference), np.finfo(np.float64).tiny))
     return np.abs(actual - reference) / spacing
