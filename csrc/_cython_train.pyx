@@ -623,14 +623,27 @@ cdef bint _all_ones(const floating *w, Py_ssize_t n) noexcept nogil:
 
 
 cdef double _sum_squares(const floating *a, Py_ssize_t size) noexcept nogil:
-    """sum a_i^2 in double (the reference's np.sum(a * a, dtype=np.float64))."""
-    cdef Py_ssize_t i
-    cdef double total = 0
-    cdef floating x
-    for i in range(size):
-        x = a[i] * a[i]
-        total += x
-    return total
+    """sum a_i^2 in double (the reference's np.sum(a * a, dtype=np.float64)),
+    in four interleaved partial sums: one running sum waited on the adder's
+    latency at every term (~3 us of an 85 us Adam batch at d = 20, h = 100)."""
+    cdef Py_ssize_t i = 0
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef floating x0, x1, x2, x3
+    while i + 4 <= size:
+        x0 = a[i] * a[i]
+        x1 = a[i + 1] * a[i + 1]
+        x2 = a[i + 2] * a[i + 2]
+        x3 = a[i + 3] * a[i + 3]
+        s0 += x0
+        s1 += x1
+        s2 += x2
+        s3 += x3
+        i += 4
+    while i < size:
+        x0 = a[i] * a[i]
+        s0 += x0
+        i += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef double _penalty_sum(const Plan *plan, const floating *W1, const floating *W2) noexcept nogil:
