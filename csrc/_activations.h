@@ -392,13 +392,14 @@ static const char *sn_select_isa(void)
 #define SN_V SN_FN(sn_vec)
 #define SN_VL ((int) (SN_VBYTES / sizeof(SN_T)))   /* lanes per register */
 #define SN_NV (SN_LANES / SN_VL)                  /* registers per block */
-/* hidden units per pass of sn_forward and sn_grad_W1: they share each load of
+/* hidden units per pass of sn_forward: they share each load of
  * Xt, and SN_JB * SN_NV = 8 independent accumulators keep the FMA units busy */
 #define SN_JB (SN_NV >= 8 ? 1 : 8 / SN_NV)
-/* features per pass of sn_grad_W1: AVX-512 has the 32 registers for two
- * (SN_PB * SN_JB * SN_NV = 16 accumulators and 12 operands); the 16 of AVX2
- * and SSE2 hold one */
-#define SN_PB (SN_VBYTES == 64 ? 2 : 1)
+/* features x units per pass of sn_grad_W1, one register each: 12
+ * accumulators and 4 operands fill the 16 registers of AVX2 and SSE2; AVX-512
+ * has 32 for 16 and 5 */
+#define SN_RB (SN_VBYTES == 64 ? 4 : 3)
+#define SN_UB 4
 
 typedef SN_T SN_V __attribute__((vector_size(SN_VBYTES)));
 
@@ -628,34 +629,66 @@ SN_TARGET static double SN_FN(sn_output_backward)(
 }
 
 /* grad_W1[p + r, j + u] += sum_i Xt[p + r, i] DZt[j + u, i] for `rows` features
- * from p and `units` hidden units from j (constants once inlined). Each load
- * of a block of Xt serves `units` units and each load of DZt `rows` features:
- * the loop does as many FMAs as loads where registers allow (SN_PB = 2),
- * not 1.5 loads per FMA. Every (p, j) still sums its samples block by block
- * in the same lanes, so the blocking does not change a bit of the result. */
+ * from p and `units` hidden units from j (constants once inlined). A sum over
+ * samples is SN_LANES lane sums, each over its own samples: register v of a
+ * block holds lanes v*SN_VL ..., and its lanes never meet another register's
+ * before the final tree. So the loop runs register by register (v outermost,
+ * blocks of samples inside), where one register per (feature, unit) is a
+ * whole accumulator: SN_RB x SN_UB of them share each load (SN_RB + SN_UB
+ * loads per SN_RB * SN_UB FMAs, where holding all SN_NV registers of each
+ * accumulator allowed one feature and one unit on AVX2: two loads per FMA).
+ * Each lane adds its samples in the same order as before and the same tree
+ * ends the sum: the results are bitwise those of the block-by-block loop. */
 SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t p,
                                                  ptrdiff_t j, ptrdiff_t h, ptrdiff_t mp,
                                                  const SN_T *restrict Xt,
                                                  const SN_T *restrict DZt,
                                                  SN_T *restrict grad_W1)
 {
-    SN_V acc[SN_PB][SN_JB][SN_NV], xi[SN_PB][SN_NV], dz[SN_NV];
-    SN_UNROLL for (int r = 0; r < rows; r++)
-        SN_UNROLL for (int u = 0; u < units; u++)
-            SN_SPLAT(acc[r][u], 0);
-    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+    SN_V lanes[SN_RB][SN_UB][SN_NV];
+    for (int v = 0; v < SN_NV; v++) {
+        SN_V acc[SN_RB][SN_UB], x[SN_RB], dz;
         SN_UNROLL for (int r = 0; r < rows; r++)
-            SN_LOAD(xi[r], Xt + (p + r) * mp + i);
-        SN_UNROLL for (int u = 0; u < units; u++) {
-            SN_LOAD(dz, DZt + (j + u) * mp + i);
+            SN_UNROLL for (int u = 0; u < units; u++)
+                acc[r][u] = (SN_V){0};
+        for (ptrdiff_t i = v * SN_VL; i < mp; i += SN_LANES) {
             SN_UNROLL for (int r = 0; r < rows; r++)
-                SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                    acc[r][u][v] += xi[r][v] * dz[v];
+                memcpy(&x[r], Xt + (p + r) * mp + i, sizeof(SN_V));
+            SN_UNROLL for (int u = 0; u < units; u++) {
+                memcpy(&dz, DZt + (j + u) * mp + i, sizeof(SN_V));
+                SN_UNROLL for (int r = 0; r < rows; r++)
+                    acc[r][u] += x[r] * dz;
+            }
         }
+        SN_UNROLL for (int r = 0; r < rows; r++)
+            SN_UNROLL for (int u = 0; u < units; u++)
+                lanes[r][u][v] = acc[r][u];
     }
     SN_UNROLL for (int r = 0; r < rows; r++)
         SN_UNROLL for (int u = 0; u < units; u++)
-            grad_W1[(p + r) * h + j + u] += SN_FN(sn_sum_block)(acc[r][u]);
+            grad_W1[(p + r) * h + j + u] += SN_FN(sn_sum_block)(lanes[r][u]);
+}
+
+/* the units j .. h - 1 of `rows` features from p (a constant once inlined) */
+SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_rows)(int rows, ptrdiff_t p, ptrdiff_t h,
+                                                ptrdiff_t mp, const SN_T *restrict Xt,
+                                                const SN_T *restrict DZt,
+                                                SN_T *restrict grad_W1)
+{
+    ptrdiff_t j = 0;
+    for (; j + SN_UB <= h; j += SN_UB)
+        SN_FN(sn_grad_W1_block)(rows, SN_UB, p, j, h, mp, Xt, DZt, grad_W1);
+    switch (h - j) {
+#define SN_UNITS_CASE(u) case u: SN_FN(sn_grad_W1_block)(rows, u, p, j, h, mp, Xt, DZt, grad_W1); break;
+    SN_UNITS_CASE(1)
+    SN_UNITS_CASE(2)
+    SN_UNITS_CASE(3)
+#if SN_UB > 4
+    SN_UNITS_CASE(4)
+#endif
+#undef SN_UNITS_CASE
+    default: break;
+    }
 }
 
 SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
@@ -663,19 +696,15 @@ SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
                                         SN_T *restrict grad_W1)
 {
     ptrdiff_t p = 0;
-    for (; p + SN_PB <= d; p += SN_PB) {
-        ptrdiff_t j = 0;
-        for (; j + SN_JB <= h; j += SN_JB)
-            SN_FN(sn_grad_W1_block)(SN_PB, SN_JB, p, j, h, mp, Xt, DZt, grad_W1);
-        for (; j < h; j++)
-            SN_FN(sn_grad_W1_block)(SN_PB, 1, p, j, h, mp, Xt, DZt, grad_W1);
-    }
-    for (; p < d; p++) {
-        ptrdiff_t j = 0;
-        for (; j + SN_JB <= h; j += SN_JB)
-            SN_FN(sn_grad_W1_block)(1, SN_JB, p, j, h, mp, Xt, DZt, grad_W1);
-        for (; j < h; j++)
-            SN_FN(sn_grad_W1_block)(1, 1, p, j, h, mp, Xt, DZt, grad_W1);
+    for (; p + SN_RB <= d; p += SN_RB)
+        SN_FN(sn_grad_W1_rows)(SN_RB, p, h, mp, Xt, DZt, grad_W1);
+    switch (d - p) {
+    case 1: SN_FN(sn_grad_W1_rows)(1, p, h, mp, Xt, DZt, grad_W1); break;
+    case 2: SN_FN(sn_grad_W1_rows)(2, p, h, mp, Xt, DZt, grad_W1); break;
+#if SN_RB > 3
+    case 3: SN_FN(sn_grad_W1_rows)(3, p, h, mp, Xt, DZt, grad_W1); break;
+#endif
+    default: break;
     }
 }
 
@@ -729,7 +758,8 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
 #undef SN_VL
 #undef SN_NV
 #undef SN_JB
-#undef SN_PB
+#undef SN_RB
+#undef SN_UB
 #undef SN_LOAD
 #undef SN_STORE
 #undef SN_SPLAT

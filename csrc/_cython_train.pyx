@@ -102,19 +102,20 @@ cdef enum:
     # optimizer codes of shallownet._training
     SGD = 0
     ADAM = 1
-    # docs/kernels.md: a batch of n rows splits into n_chunks = the largest
-    # power of two <= min(32, n // min_rows) chunks of ceil(n / n_chunks) rows
-    # (powers of two share out evenly over 2, 4, ... threads). A chunk must
-    # hold enough work to pay for handing it to another thread (waking a
-    # sleeping worker, the chunks' reduction): min_rows = 2048 with BLAS
-    # (tall GEMM tiles), else CHUNK_WORK // (h (d + k)) rows. Measured at
-    # (8192, 20), h = 100, batches in 2 chunks on 2 threads against 1 chunk
-    # on 1: 0.90x the time from 2M units a batch (1024 rows), 1.14-1.7x
-    # below it (machine shared, load average ~14): a batch splits from 2M,
-    # so Adam's 200-row batches (420k) stay serial.
+    # docs/kernels.md ("Threshold"): a batch of n rows splits into n_chunks =
+    # the largest power of two <= min(32, n // min_rows) chunks of
+    # ceil(n / n_chunks) rows rounded up to whole blocks of samples (powers of
+    # two share out evenly over 2, 4, ... threads; whole blocks keep the
+    # serial batch's tiles). A chunk must hold enough work to pay for handing
+    # it to another thread: min_rows = 2048 with BLAS (tall GEMM tiles), else
+    # CHUNK_WORK // (h (d + k)) rows. Measured with Adam's 200-row batches at
+    # (20000, 20), h = 100 (420k units, two chunks from CHUNK_WORK = 2**17):
+    # 54-58 us a batch on two idle cores against 80-85 us on one; with
+    # another process on one core the pool's trials keep such batches on the
+    # caller (csrc/_pool.h), level with one thread.
     MAX_CHUNKS = 32
     BLAS_MIN_CHUNK_ROWS = 2048
-    CHUNK_WORK = 1 << 20
+    CHUNK_WORK = 1 << 17
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
     SMALL_TILE_ELEMENTS = 32768
@@ -184,18 +185,30 @@ cdef inline Py_ssize_t _sub_rows(const Plan *plan) noexcept nogil:
     return min(<Py_ssize_t> BLAS_SUB_ROWS, plan.tile_rows) if plan.use_blas else plan.tile_rows
 
 
+cdef inline Py_ssize_t _max_chunks(const Plan *plan, Py_ssize_t n) noexcept nogil:
+    """The largest power of two <= min(MAX_CHUNKS, n // min_chunk_rows): the
+    chunks of a batch of n rows before rounding (which may leave fewer)."""
+    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS)
+    cdef Py_ssize_t power = 1
+    while 2 * power <= chunks:
+        power *= 2
+    return power
+
+
 cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     """Chunks and tiles of a batch of n rows: fixed by n and the shapes alone.
 
-    n_chunks is monotone in n and no tile is longer than max_tile_rows, so
-    a plan made for the largest batch of a call has buffers for each of its
-    batches."""
-    cdef Py_ssize_t chunks = min(n // plan.min_chunk_rows, <Py_ssize_t> MAX_CHUNKS), tiles
+    n_chunks is at most the power of two of the largest batch
+    (_max_chunks) and no tile is longer than max_tile_rows, so a plan made
+    for the largest batch of a call has buffers for each of its batches."""
+    cdef Py_ssize_t tiles
     plan.n = n
-    plan.n_chunks = 1
-    while 2 * plan.n_chunks <= chunks:
-        plan.n_chunks *= 2
+    plan.n_chunks = _max_chunks(plan, n)
     plan.chunk_rows = (n + plan.n_chunks - 1) // plan.n_chunks
+    if plan.n_chunks > 1:
+        # whole blocks of samples: no padding but in the last chunk, so the
+        # chunks hold no more padded samples than the batch in one chunk
+        plan.chunk_rows = _round_up(plan.chunk_rows, SN_LANES)
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
     # tiles of equal length (no short last tile), at most max_tile_rows and
     # no longer than a chunk (small n), always whole blocks of samples
@@ -225,8 +238,10 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
     plan.tile_rows = _round_up(min(plan.max_tile_rows, max_rows), SN_LANES)
     plan.sub_rows = _sub_rows(&plan)
     plan.two_over_w = 2.0 / max_rows
-    plan.max_chunks = plan.n_chunks
-    plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.n_chunks))
+    # a bound for every batch of at most max_rows rows (rounding the chunks
+    # to whole blocks may leave the largest batch fewer than a smaller one)
+    plan.max_chunks = _max_chunks(&plan, max_rows)
+    plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.max_chunks))
     plan.n_params = d * h + h + h * k + k
     plan.grad_stride = _round_up(plan.n_params, SN_LANES)
     plan.xt_size = 0 if plan.use_blas else d * plan.tile_rows
@@ -608,14 +623,27 @@ cdef bint _all_ones(const floating *w, Py_ssize_t n) noexcept nogil:
 
 
 cdef double _sum_squares(const floating *a, Py_ssize_t size) noexcept nogil:
-    """sum a_i^2 in double (the reference's np.sum(a * a, dtype=np.float64))."""
-    cdef Py_ssize_t i
-    cdef double total = 0
-    cdef floating x
-    for i in range(size):
-        x = a[i] * a[i]
-        total += x
-    return total
+    """sum a_i^2 in double (the reference's np.sum(a * a, dtype=np.float64)),
+    in four interleaved partial sums: one running sum waited on the adder's
+    latency at every term (~3 us of an 85 us Adam batch at d = 20, h = 100)."""
+    cdef Py_ssize_t i = 0
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef floating x0, x1, x2, x3
+    while i + 4 <= size:
+        x0 = a[i] * a[i]
+        x1 = a[i + 1] * a[i + 1]
+        x2 = a[i + 2] * a[i + 2]
+        x3 = a[i + 3] * a[i + 3]
+        s0 += x0
+        s1 += x1
+        s2 += x2
+        s3 += x3
+        i += 4
+    while i < size:
+        x0 = a[i] * a[i]
+        s0 += x0
+        i += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef double _penalty_sum(const Plan *plan, const floating *W1, const floating *W2) noexcept nogil:
@@ -950,6 +978,89 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
         for i in range(k):
             grad_b2[i] = grad[d * h + h + h * k + i]
     return loss
+
+
+cdef class PackedLoss:
+    """The loss and gradients on one data set at any parameters, packed:
+    ``loss(x, out, scale)`` reads x (W1, W2, b1, b2 raveled, in X's dtype,
+    C-contiguous: shallownet._lbfgs.pack's order) and writes ``scale`` times
+    the gradients into ``out`` in the same order; returns the loss. The plan,
+    the workspace and its thread pool are set up once, by ``open_packed_loss``,
+    and kept for every evaluation of an L-BFGS run."""
+    cdef Plan plan
+    cdef _Workspace ws
+    cdef const void *X
+    cdef const void *Y
+    cdef const void *w          # NULL for unit weights
+    cdef double weight, alpha
+    cdef Py_ssize_t n
+    cdef bint is_double
+    cdef object arrays
+
+    def __call__(self, x, out, double scale):
+        cdef const double[::1] xd
+        cdef double[::1] od
+        cdef const float[::1] xf
+        cdef float[::1] of
+        if self.is_double:
+            xd = x
+            od = out
+            if xd.shape[0] != self.plan.n_params or od.shape[0] != self.plan.n_params:
+                raise ValueError(f"x and out must hold {self.plan.n_params} parameters")
+            return _packed_loss(self, &xd[0], &od[0], scale)
+        xf = x
+        of = out
+        if xf.shape[0] != self.plan.n_params or of.shape[0] != self.plan.n_params:
+            raise ValueError(f"x and out must hold {self.plan.n_params} parameters")
+        return _packed_loss(self, &xf[0], &of[0], scale)
+
+
+cdef double _packed_loss(PackedLoss self, const floating *x, floating *out,
+                         double scale) noexcept:
+    cdef Py_ssize_t d = self.plan.d, h = self.plan.h, k = self.plan.k, i
+    cdef Py_ssize_t dh = d * h, hk = h * k
+    cdef floating *grad = <floating *> self.ws.grad
+    cdef floating s = <floating> scale
+    cdef double loss
+    cdef Rows in_place
+    in_place.order = NULL
+    with nogil:
+        loss = _batch(&self.plan, &self.ws.pool, <const floating *> self.X,
+                      <const floating *> self.Y, <const floating *> self.w, &in_place, self.n,
+                      self.weight, self.alpha, x, x + dh + hk, x + dh, x + dh + hk + h,
+                      <floating *> self.ws.scratch, <floating *> self.ws.chunk_grads,
+                      self.ws.chunk_loss, grad)
+        # grad is W1, b1, W2, b2; out is W1, W2, b1, b2
+        for i in range(dh):
+            out[i] = s * grad[i]
+        for i in range(hk):
+            out[dh + i] = s * grad[dh + h + i]
+        for i in range(h):
+            out[dh + hk + i] = s * grad[dh + i]
+        for i in range(k):
+            out[dh + hk + h + i] = s * grad[dh + h + hk + i]
+    return loss
+
+
+def open_packed_loss(const floating[:, ::1] X, const floating[:, ::1] Y,
+                     const floating[::1] sample_weight, Py_ssize_t h, int activation_code,
+                     double alpha, int n_threads):
+    """A ``PackedLoss`` on these arrays (kept alive by it) for h hidden units."""
+    cdef PackedLoss f = PackedLoss.__new__(PackedLoss)
+    cdef Py_ssize_t n = X.shape[0]
+    f.plan = _make_plan(n, X.shape[1], h, Y.shape[1], activation_code, n_threads)
+    f.ws = _allocate(&f.plan, 0, sizeof(floating))
+    f.X, f.Y, f.n, f.alpha = &X[0, 0], &Y[0, 0], n, alpha
+    with nogil:
+        if _all_ones(&sample_weight[0], n):
+            f.weight = <double> n
+            f.w = NULL
+        else:
+            f.weight = _weight_sum(&sample_weight[0], n)
+            f.w = &sample_weight[0]
+    f.is_double = floating is double
+    f.arrays = (X.base, Y.base, sample_weight.base)
+    return f
 
 
 def apply_activation(floating[::1] z_gprime, floating[::1] a, int activation_code):

@@ -13,6 +13,10 @@
  *   thread is free, the caller included, so the caller never waits for a
  *   worker that has not been scheduled: on a busy machine it does the
  *   chunks itself;
+ * - the caller shares a job only while sharing measures faster: it times
+ *   trials of jobs shared and jobs it runs alone, and keeps the faster way
+ *   for a while (on a core another process holds, a worker costs more than
+ *   it brings); whoever runs a chunk, its result is the same;
  * - a waiting thread spins for SN_POOL_SPIN pause instructions (the gap
  *   between two batches, microseconds) and then sleeps on a condition
  *   variable;
@@ -30,6 +34,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define SN_PAUSE() _mm_pause()
@@ -64,10 +69,22 @@ typedef struct {
     pthread_t threads[SN_POOL_MAX_THREADS];
 } sn_pool_shared;
 
+/* Sharing or not, decided by measurement (docs/kernels.md, "Sharing"):
+ * jobs of two or more chunks cycle through a trial of SN_POOL_TRIAL jobs
+ * shared, a trial of as many run by the caller alone, and SN_POOL_KEEP jobs
+ * run the way whose trial took less time in all (~6% of the jobs in
+ * trials of the slower way). */
+#define SN_POOL_TRIAL 16
+#define SN_POOL_KEEP 240
+enum { SN_TRY_SHARED, SN_TRY_ALONE, SN_KEEP_SHARED, SN_KEEP_ALONE };
+
 typedef struct {
     int n_threads;              /* requested, the caller included */
     unsigned fork_generation;   /* of `shared` */
     sn_pool_shared *shared;     /* NULL until the first parallel job */
+    int phase;                  /* SN_TRY_SHARED, ... */
+    int left;                   /* jobs left in the phase */
+    int64_t trial_ns[2];        /* the two trials' total time: shared, alone */
 } sn_pool;
 
 typedef struct {
@@ -196,6 +213,37 @@ static void sn_pool_init(sn_pool *pool, int n_threads) {
     pool->n_threads = n_threads < 1 ? 1 : n_threads;
     pool->fork_generation = sn_fork_generation;
     pool->shared = NULL;
+    pool->phase = SN_TRY_SHARED;
+    pool->left = SN_POOL_TRIAL;
+    pool->trial_ns[0] = pool->trial_ns[1] = 0;
+}
+
+static inline int64_t sn_pool_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t) t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Account a job of `ns` nanoseconds to the current phase; move on when it ends. */
+static void sn_pool_next(sn_pool *pool, int64_t ns) {
+    if (pool->phase == SN_TRY_SHARED || pool->phase == SN_TRY_ALONE)
+        pool->trial_ns[pool->phase] += ns;
+    if (--pool->left > 0)
+        return;
+    switch (pool->phase) {
+    case SN_TRY_SHARED:
+        pool->phase = SN_TRY_ALONE;
+        pool->left = SN_POOL_TRIAL;
+        break;
+    case SN_TRY_ALONE:
+        pool->phase = pool->trial_ns[0] <= pool->trial_ns[1] ? SN_KEEP_SHARED : SN_KEEP_ALONE;
+        pool->left = SN_POOL_KEEP;
+        break;
+    default:
+        pool->phase = SN_TRY_SHARED;
+        pool->left = SN_POOL_TRIAL;
+        pool->trial_ns[0] = pool->trial_ns[1] = 0;
+    }
 }
 
 /* Join the workers (in the process that started them; a forked child
@@ -211,6 +259,7 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     uint32_t generation;
     Py_ssize_t c;
     int i;
+    int64_t start;
     if (pool->n_threads > 1 && n_chunks > 1 && pool->fork_generation != sn_fork_generation) {
         /* a forked child: the workers of this pool stayed in the parent */
         pool->shared = NULL;
@@ -222,6 +271,13 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     if (s == NULL || n_chunks < 2) {
         for (c = 0; c < n_chunks; c++)
             fn(arg, c, 0);
+        return;
+    }
+    start = sn_pool_now();
+    if (pool->phase == SN_TRY_ALONE || pool->phase == SN_KEEP_ALONE) {
+        for (c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
+        sn_pool_next(pool, sn_pool_now() - start);
         return;
     }
     s->fn = fn;
@@ -237,13 +293,16 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     /* the chunks still running are on workers that are running */
     for (i = 0; i < SN_POOL_SPIN; i++) {
         if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) == n_chunks)
-            return;
+            break;
         SN_PAUSE();
     }
-    pthread_mutex_lock(&s->lock);
-    while (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) != n_chunks)
-        pthread_cond_wait(&s->finished, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+    if (i == SN_POOL_SPIN) {
+        pthread_mutex_lock(&s->lock);
+        while (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) != n_chunks)
+            pthread_cond_wait(&s->finished, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+    }
+    sn_pool_next(pool, sn_pool_now() - start);
 }
 
 #endif

@@ -84,6 +84,50 @@ def test_loss_and_gradients_match_reference(compiled_backend, activation, n, d, 
         assert err <= 1e-12, f"{name}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,d,h,k", [(33, 5, 9, 4), (2000, 10, 100, 1), (3000, 200, 100, 2)])
+def test_packed_loss_is_loss_and_gradients_packed(backend, dtype, n, d, h, k):
+    # the L-BFGS evaluation (backends.open_packed_loss: the backend's own, or
+    # the fallback over loss_and_gradients) on packed vectors, several calls
+    # on one opened loss, weighted rows, and 2 threads over several chunks
+    from shallownet._lbfgs import pack
+    from shallownet.backends import open_packed_loss, resolve_backend, thread_limits
+    module = resolve_backend(backend)[1]
+    X, y = make_problem(n, d, k, seed=3, dtype=dtype)
+    Y = np.ascontiguousarray(y.reshape(n, -1))
+    w = np.random.default_rng(4).uniform(0.5, 2.0, n).astype(dtype)
+    code = ACTIVATION_TABLE["tanh"].code
+    with thread_limits(module, 2):
+        loss_at = open_packed_loss(module, X, Y, w, h, code, 0.01, 2)
+        for seed in range(3):
+            rng = np.random.default_rng(seed)
+            params = Params(*(np.ascontiguousarray(a, dtype=dtype) for a in (
+                rng.normal(size=(d, h)) / np.sqrt(d), rng.normal(size=h),
+                rng.normal(size=(h, k)), rng.normal(size=k))))
+            out = np.empty(sum(p.size for p in params), dtype=dtype)
+            loss = loss_at(pack(params), out, 0.5)
+            ref_loss, ref_grads = module.loss_and_gradients(X, Y, w, params, code, 0.01, 2)
+            assert loss == ref_loss
+            np.testing.assert_array_equal(out, pack(ref_grads) * dtype(0.5))
+
+
+def test_a_later_batch_with_more_chunks_than_the_largest(compiled_backend):
+    # Cython rounds chunks to whole blocks of 32 samples: at h (d + k) = 4096
+    # a batch of 130 rows runs in 3 chunks, the epoch's last batch of 128 in
+    # 4; buffers and threads are sized for the most chunks of any batch
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((258, 1))
+    y = np.sin(X[:, 0])
+    kwargs = dict(hidden=2048, optimizer="adam", batch_size=130, epochs=2, learning_rate=1e-3,
+                  random_state=0, shuffle=False)
+    ref = shallownet.fit(X, y, backend="numpy", **kwargs)
+    fits = [shallownet.fit(X, y, backend=compiled_backend, n_threads=t, **kwargs)
+            for t in (1, 4)]
+    for p, q, r in zip(*(f.params for f in fits), ref.params):
+        np.testing.assert_array_equal(p, q)
+        assert relative_error(p, r) <= RTOL64
+
+
 def _ulp_error(actual, reference):
     spacing = np.spacing(np.maximum(np.abs(reference), np.finfo(np.float64).tiny))
     return np.abs(actual - reference) / spacing

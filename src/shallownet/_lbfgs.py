@@ -63,8 +63,6 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint
     iterate is not finite, unless ``check_finite`` is False (scikit-learn
     checks the weights instead).
     """
-    from scipy.optimize import minimize  # SciPy's optimizer module: only when used
-
     like = Params(*params)
     losses = []
 
@@ -83,11 +81,8 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint
                                              unpack(intermediate_result.x, like)):
             raise StopIteration
 
-    options = dict(maxiter=max_iter, maxfun=max_fun, gtol=tol)
-    if _SCIPY_READS_IPRINT:
-        options["iprint"] = iprint
-    result = minimize(fun, pack(like), jac=True, method="L-BFGS-B", callback=on_iteration,
-                      options=options)
+    result = minimize_packed(fun, pack(like), max_iter=max_iter, max_fun=max_fun, tol=tol,
+                             iprint=iprint, callback=on_iteration)
     # a trial point of the line search may overflow (the search backs off);
     # the point it ends on may not
     if check_finite and not np.isfinite(result.fun):
@@ -95,3 +90,16 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint
     return LbfgsResult(unpack(result.x, like), np.asarray(losses[1:], dtype=np.float64), losses[0],
                        int(result.nit), int(result.nfev), bool(result.success),
                        str(result.message), result)
+
+
+def minimize_packed(fun, x0, *, max_iter, max_fun, tol, iprint=-1, callback=None):
+    """SciPy's L-BFGS-B from the packed vector ``x0``, as scikit-learn calls
+    it: ``fun(x) -> (loss, gradient)`` on packed vectors, the options above;
+    returns SciPy's OptimizeResult. Without ``callback`` (scikit-learn passes
+    none) SciPy builds no intermediate result per iteration."""
+    from scipy.optimize import minimize  # SciPy's optimizer module: only when used
+
+    options = dict(maxiter=max_iter, maxfun=max_fun, gtol=tol)
+    if _SCIPY_READS_IPRINT:
+        options["iprint"] = iprint
+    return minimize(fun, x0, jac=True, method="L-BFGS-B", callback=callback, options=options)

@@ -41,11 +41,11 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
 
 from ._activations import ACTIVATIONS
-from ._lbfgs import run_lbfgs
+from ._lbfgs import minimize_packed, pack
 from ._params import Params
 from ._options import ADAM, SGD, OptimizerState, TrainSpec
 from ._validation import check_n_threads, check_not_dask
-from .backends import BACKENDS, resolve_backend, thread_limits
+from .backends import BACKENDS, open_packed_loss, resolve_backend, thread_limits
 
 __all__ = ["MLPRegressor"]
 
@@ -248,36 +248,40 @@ class _Run:
     def lbfgs(self):
         est, X, Y, w = self.est, self.X, self.Y, self.weights
         alpha, weight_sum = float(est.alpha), float(w.sum(dtype=np.float64))
-        module, activation, n_threads = self.module, self.activation, self.n_threads
-
-        def evaluate(params):
-            params = Params(*(np.asarray(p, dtype=X.dtype) for p in params))
-            loss, grads = module.loss_and_gradients(X, Y, w, params, activation, alpha,
-                                                    n_threads)
-            penalty = 0.0
-            if alpha and self.k > 1:
-                penalty = alpha * float(np.dot(params.W1.ravel(), params.W1.ravel())
-                                        + np.dot(params.W2.ravel(), params.W2.ravel()))
-            half = X.dtype.type(0.5)
-            return (self.sklearn_loss(loss, penalty / weight_sum),
-                    Params(*(half * g for g in grads)))
+        module, n_threads, k = self.module, self.n_threads, self.k
+        d, h = est.coefs_[0].shape
+        n_weights = d * h + h * k        # W1 and W2 lead the packed vector
+        # one evaluation per SciPy call on arrays validated once, its plan and
+        # buffers kept for the run: only the packed vectors cross per call
+        loss_at = open_packed_loss(module, X, Y, w, h, self.activation, alpha, n_threads)
 
         # packed in the parameters' dtype, as scikit-learn packs them: SciPy
         # then evaluates at points of that dtype (float32 after a float32
         # initialisation), while X (float64 here) keeps the rest in float64
         start = (est.coefs_[0], est.intercepts_[0], est.coefs_[1], est.intercepts_[1])
-        start = Params(*(np.ascontiguousarray(p, dtype=np.result_type(*start)) for p in start))
+        start = pack(Params(*(np.asarray(p, dtype=np.result_type(*start)) for p in start)))
+
+        def evaluate(x):
+            # the point in the start's dtype (scikit-learn's forward pass casts
+            # it so), then in X's (float64: float32 points convert exactly)
+            x = np.ascontiguousarray(np.asarray(x, dtype=start.dtype), dtype=X.dtype)
+            grad = np.empty_like(x)
+            loss = loss_at(x, grad, 0.5)
+            penalty = 0.0
+            if alpha and k > 1:
+                penalty = alpha * float(np.dot(x[:d * h], x[:d * h])
+                                        + np.dot(x[d * h:n_weights], x[d * h:n_weights]))
+            return self.sklearn_loss(loss, penalty / weight_sum), grad
+
         verbose = est.verbose is True or est.verbose >= 1
-        with thread_limits(module, n_threads):
-            result = run_lbfgs(evaluate, start, max_iter=est.max_iter, max_fun=est.max_fun,
-                               tol=est.tol, iprint=1 if verbose else -1,
-                               check_finite=False).optimize_result
+        with thread_limits(module, n_threads, X.shape[0] * d * h):
+            result = minimize_packed(evaluate, start, max_iter=est.max_iter,
+                                     max_fun=est.max_fun, tol=est.tol,
+                                     iprint=1 if verbose else -1)
         est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
         est.loss_ = result.fun
         # scikit-learn leaves views of SciPy's result, a float64 vector even
         # when SciPy evaluated the loss at float32 points (for float32 X)
-        d, h = start.W1.shape
-        k = start.W2.shape[1]
         x = result.x
         est.coefs_ = [x[:d * h].reshape(d, h), x[d * h:d * h + h * k].reshape(h, k)]
         offset = d * h + h * k

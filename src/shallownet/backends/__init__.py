@@ -29,6 +29,13 @@ the parameters and optimizer state private C-contiguous arrays in that dtype):
 ``loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads) -> (float, Params)``
     The loss and its four gradients at ``params``.
 
+``open_packed_loss(X, Y, sample_weight, h, activation_code, alpha, n_threads) -> loss`` (optional)
+    ``loss(x, out, scale) -> float``: the loss at the parameters packed in
+    ``x`` (``shallownet._lbfgs.pack``'s order and X's dtype), ``scale`` times
+    its gradients written into ``out`` (packed the same way), for L-BFGS's
+    many evaluations on the same data. A backend without it gets
+    ``open_packed_loss`` below, over ``loss_and_gradients``.
+
 ``apply_activation(z, activation_code) -> (g(z), g'(z))``
     The backend's own activation and derivative on a C-contiguous 1-D array
     (for the tests that compare every backend with NumPy over the float range).
@@ -47,6 +54,8 @@ restored when the last ends), and enters the module's optional
 
 import contextlib
 import importlib
+
+import numpy as np
 
 from .. import _threads
 
@@ -141,3 +150,23 @@ def thread_limits(module, n_threads, work=None):
         if hasattr(module, "threads"):
             stack.enter_context(module.threads(n_threads))
         yield
+
+
+def open_packed_loss(module, X, Y, sample_weight, h, activation_code, alpha, n_threads):
+    """``module``'s ``open_packed_loss``, or the same callable over its
+    ``loss_and_gradients``: ``loss(x, out, scale) -> L`` on packed vectors
+    (see the contract above)."""
+    if hasattr(module, "open_packed_loss"):
+        return module.open_packed_loss(X, Y, sample_weight, h, activation_code, alpha,
+                                       n_threads)
+    from .._lbfgs import pack, unpack
+    from .._params import Params
+    d, k = X.shape[1], Y.shape[1]
+    like = Params(*(np.empty(shape, dtype=X.dtype) for shape in ((d, h), (h,), (h, k), (k,))))
+
+    def loss(x, out, scale):
+        value, grads = module.loss_and_gradients(X, Y, sample_weight, unpack(x, like),
+                                                 activation_code, alpha, n_threads)
+        np.multiply(pack(grads), scale, out=out)
+        return value
+    return loss

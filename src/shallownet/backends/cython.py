@@ -34,6 +34,15 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
     return loss, grads
 
 
+def open_packed_loss(X, Y, sample_weight, h, activation_code, alpha, n_threads):
+    """A callable ``loss(x, out, scale) -> L`` on these arrays (see
+    ``shallownet.backends.open_packed_loss``): a ``_cython_train.PackedLoss``,
+    whose plan, workspace and threads are set up once for every evaluation."""
+    sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+    return _kernels.open_packed_loss(X, Y, sample_weight, int(h), int(activation_code),
+                                     float(alpha), int(n_threads))
+
+
 def apply_activation(z, activation_code):
     """Return ``(g(z), g'(z))`` as this backend's kernels compute them."""
     g_prime = np.array(z, copy=True, order="C")
