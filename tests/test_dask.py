@@ -16,7 +16,7 @@ da = pytest.importorskip("dask.array")
 
 import shallownet  # noqa: E402
 import shallownet.dask as sd  # noqa: E402
-from shallownet._lbfgs import run_lbfgs  # noqa: E402
+from shallownet._lbfgs import packed_loss, run_lbfgs  # noqa: E402
 from shallownet._params import init_params  # noqa: E402
 
 from conftest import make_problem, relative_error  # noqa: E402
@@ -128,7 +128,7 @@ def test_lbfgs(client, problem):
 
     def evaluate(params):
         return shallownet.loss_and_gradients(params, X, y, backend=model.backend, alpha=0.001)
-    local = run_lbfgs(evaluate, start, max_iter=40, max_fun=15000, tol=1e-4)
+    local = run_lbfgs(packed_loss(evaluate, start), start, max_iter=40, max_fun=15000, tol=1e-4)
     assert local.n_iter == model.n_epochs_
     np.testing.assert_allclose(model.loss_curve, local.loss_curve, rtol=1e-8)
     gd = sd.fit(*as_dask(X, y), client=client, learning_rate=0.05, **options)

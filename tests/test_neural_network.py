@@ -33,7 +33,7 @@ from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor  # noqa: 
 from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks  # noqa: E402
 
 from shallownet._activations import ACTIVATIONS as SHALLOWNET_ACTIVATIONS  # noqa: E402
-from shallownet._lbfgs import pack, run_lbfgs  # noqa: E402
+from shallownet._lbfgs import pack, packed_loss, run_lbfgs  # noqa: E402
 from shallownet._params import Params  # noqa: E402
 from shallownet.backends import available_backends, resolve_backend  # noqa: E402
 from shallownet.neural_network import MLPRegressor, _runs_sklearn_forms  # noqa: E402
@@ -434,8 +434,14 @@ def test_run_lbfgs_on_shallownet_loss(dtype):
     def evaluate(params):
         assert all(p.dtype == dtype and p.flags.c_contiguous for p in params)
         return module.loss_and_gradients(X, Y, w, params, code, 0.0, 1)
+    loss = packed_loss(evaluate, start)
 
-    result = run_lbfgs(evaluate, start, max_iter=40, max_fun=15000, tol=1e-6,
+    def loss_at(x, out, scale):
+        # SciPy's point arrives in the parameters' dtype, contiguous
+        assert x.dtype == dtype and x.flags.c_contiguous and out.dtype == dtype
+        return loss(x, out, scale)
+
+    result = run_lbfgs(loss_at, start, max_iter=40, max_fun=15000, tol=1e-6,
                        callback=lambda i, loss, p: seen.append(p.W1.copy()) and False)
     assert result.n_iter == len(seen) == len(result.loss_curve) <= 40
     assert all(p.dtype == dtype for p in result.params)

@@ -50,9 +50,24 @@ def unpack(vector, like):
                     for piece, p in zip((pieces[0], pieces[2], pieces[1], pieces[3]), like)))
 
 
-def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint=-1,
+def packed_loss(evaluate, like):
+    """The packed form ``loss(x, out, scale) -> L`` that ``run_lbfgs`` takes,
+    over ``evaluate(params) -> (L, grads)`` on Params shaped and typed as
+    ``like``."""
+    def loss(x, out, scale):
+        value, grads = evaluate(unpack(x, like))
+        np.multiply(pack(grads), scale, out=out)
+        return value
+    return loss
+
+
+def run_lbfgs(loss_at, params, *, max_iter, max_fun, tol, callback=None, iprint=-1,
               check_finite=True):
     """Minimise the loss from ``params`` with L-BFGS-B (no bounds).
+
+    ``loss_at(x, out, scale) -> L`` evaluates on packed vectors in the
+    parameters' dtype (``shallownet.backends.open_packed_loss``), its
+    gradients times ``scale`` into ``out``.
 
     ``max_iter`` and ``max_fun`` cap the iterations and the evaluations;
     ``tol`` is SciPy's ``gtol`` (the largest gradient entry at which to stop),
@@ -64,15 +79,17 @@ def run_lbfgs(evaluate, params, *, max_iter, max_fun, tol, callback=None, iprint
     checks the weights instead).
     """
     like = Params(*params)
+    dtype = like.W1.dtype
     losses = []
 
     def fun(vector):
-        current = unpack(vector, like)
-        loss, grads = evaluate(current)
-        loss = float(loss)
+        # SciPy's float64 point in the parameters' dtype, as unpack would cast it
+        x = np.ascontiguousarray(vector, dtype=dtype)
+        grad = np.empty_like(x)
+        loss = float(loss_at(x, grad, 1.0))
         if not losses:
             losses.append(loss)
-        return loss, pack(grads).astype(np.float64, copy=False)
+        return loss, grad.astype(np.float64, copy=False)
 
     def on_iteration(intermediate_result):
         loss = float(intermediate_result.fun)

@@ -13,7 +13,7 @@ import numpy as np
 from ._options import ADAM, OPTIMIZERS, SCHEDULES, SGD, OptimizerState, TrainSpec, new_state  # noqa: F401
 from ._params import Params
 from ._threads import usable_cores
-from .backends import thread_limits
+from .backends import open_packed_loss, thread_limits
 
 # With shuffling, blocks hold about this many order entries (at least one
 # epoch). Drawing an order costs ~5 ns a row (shallownet._shuffle), about a
@@ -198,10 +198,6 @@ class Trainer:
         at every one). Returns ``(loss after each iteration, empty)``."""
         from ._lbfgs import run_lbfgs
         module, n_threads, o = self.module, self.n_threads, self.options
-        code, alpha = self.activation.code, o["alpha"]
-
-        def evaluate(params):
-            return module.loss_and_gradients(X, Y, sample_weight, params, code, alpha, n_threads)
 
         def after_iteration(iteration, loss, params):
             if progress is not None:
@@ -212,7 +208,10 @@ class Trainer:
         work = X.shape[0] * X.shape[1] * self.params.W1.shape[1]
         with thread_limits(module, n_threads, work), \
                 np.errstate(over="ignore", invalid="ignore"):   # the line search backs off
-            result = run_lbfgs(evaluate, self.params, max_iter=epochs, max_fun=o["max_fun"],
+            # one evaluator for the run: the backend plans and allocates once
+            loss_at = open_packed_loss(module, X, Y, sample_weight, self.params.W1.shape[1],
+                                       self.activation.code, o["alpha"], n_threads)
+            result = run_lbfgs(loss_at, self.params, max_iter=epochs, max_fun=o["max_fun"],
                                tol=o["tol"], callback=after_iteration)
         for p, new in zip(self.params, result.params):
             p[...] = new

@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from . import _validation as v
 from ._activations import ACTIVATIONS
 from ._fit import check_options, fit as _local_fit
-from ._lbfgs import run_lbfgs
+from ._lbfgs import packed_loss, run_lbfgs
 from ._params import Params, init_params
 from ._training import OPTIMIZERS, Trainer, new_state
 from .backends import resolve_backend, thread_limits
@@ -632,7 +632,8 @@ def _run_lbfgs(session, model, max_fun, callback, callback_every, progress):
         return (callback is not None and (iteration + 1) % callback_every == 0
                 and bool(callback(iteration, loss, params)))
 
-    result = run_lbfgs(evaluate, trainer.params, max_iter=o["epochs"], max_fun=max_fun,
+    result = run_lbfgs(packed_loss(evaluate, trainer.params), trainer.params,
+                       max_iter=o["epochs"], max_fun=max_fun,
                        tol=o["tol"], callback=on_iteration)
     for p, new in zip(trainer.params, result.params):
         p[...] = new

@@ -159,14 +159,9 @@ def open_packed_loss(module, X, Y, sample_weight, h, activation_code, alpha, n_t
     if hasattr(module, "open_packed_loss"):
         return module.open_packed_loss(X, Y, sample_weight, h, activation_code, alpha,
                                        n_threads)
-    from .._lbfgs import pack, unpack
+    from .._lbfgs import packed_loss
     from .._params import Params
     d, k = X.shape[1], Y.shape[1]
     like = Params(*(np.empty(shape, dtype=X.dtype) for shape in ((d, h), (h,), (h, k), (k,))))
-
-    def loss(x, out, scale):
-        value, grads = module.loss_and_gradients(X, Y, sample_weight, unpack(x, like),
-                                                 activation_code, alpha, n_threads)
-        np.multiply(pack(grads), scale, out=out)
-        return value
-    return loss
+    return packed_loss(lambda params: module.loss_and_gradients(
+        X, Y, sample_weight, params, activation_code, alpha, n_threads), like)
