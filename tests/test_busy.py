@@ -101,6 +101,41 @@ def test_blas_limits_nest_and_restore_in_any_order():
     assert [lib.num_threads for lib in libraries] == before
 
 
+def test_blas_limit_restores_while_another_fit_thread_lives():
+    # threadpoolctl >= 3.8 lets only the first Python thread to set an
+    # OpenBLAS limit change it; the last fit to end must still restore it
+    # while that first thread is alive
+    libraries = _threads._blas_libraries()
+    if not libraries:
+        pytest.skip("no BLAS library loaded")
+    for lib in libraries:
+        clear = getattr(type(lib), "clear_controlling_thread", None)
+        if clear is not None:
+            clear(force=True)
+    before = [lib.num_threads for lib in libraries]
+    entered, left, finish = threading.Event(), threading.Event(), threading.Event()
+
+    def first_fit():
+        with _threads.blas_limit(1):
+            entered.set()
+            left.wait(HANG_GUARD_SECONDS)
+        finish.wait(HANG_GUARD_SECONDS)   # stays alive after its fit
+
+    thread = threading.Thread(target=first_fit)
+    thread.start()
+    try:
+        assert entered.wait(HANG_GUARD_SECONDS)
+        with _threads.blas_limit(1):
+            left.set()
+            time.sleep(0.05)
+        assert thread.is_alive()
+        assert [lib.num_threads for lib in libraries] == before
+    finally:
+        left.set()
+        finish.set()
+        thread.join(HANG_GUARD_SECONDS)
+
+
 def test_default_threads_respect_process_limits(monkeypatch):
     cores = len(os.sched_getaffinity(0))
     assert shallownet._validation.check_n_threads(None) == _threads.usable_cores()

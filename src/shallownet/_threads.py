@@ -108,7 +108,7 @@ def blas_limit(threads):
             else:
                 for lib, count in _before:
                     if lib.num_threads != count:
-                        lib.set_num_threads(count)
+                        _set(lib, count)
                 _before.clear()
 
 
@@ -116,4 +116,12 @@ def _apply(threads):
     for lib, count in _before:
         want = min(threads, count)
         if lib.num_threads != want:
-            lib.set_num_threads(want)
+            _set(lib, want)
+
+
+def _set(lib, threads):
+    # threadpoolctl >= 3.8 lets only one Python thread (the first to set an
+    # OpenBLAS pthreads limit) change it and silently drops the others' calls;
+    # a fit in another thread could then not restore the count. _lock already
+    # orders every change made here, so set the library's count directly.
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(threads)
