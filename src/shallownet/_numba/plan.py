@@ -136,7 +136,7 @@ def workspace(n, d, h, k, dtype, rows, n_threads, gather):
     else:
         # the explicit loops run along rows: X transposed, all of it once per
         # fit, or each gathered batch straight into a transposed buffer
-        xt_cols, batch_rows, dz_rows = (rows if gather else n), 0, tile_rows
+        xt_cols, batch_rows, dz_rows = (rows if gather else n), 0, 2 * tile_rows
     # the GEMM path holds W1, its gradients and its optimizer moments
     # transposed (h x d) within a call
     w1 = (h, d) if use_gemm else (d, h)

@@ -10,7 +10,8 @@ three calls, of 1, E and 2E epochs, and takes
     F = t(1) - s                    (reported as its own column)
 
 with medians over the repeats of each. E is chosen so that E epochs last
-``min_time`` (the slope is then a difference of calls that long).
+``min_time`` (the slope is then a difference of calls that long), and is
+at least MIN_EPOCHS.
 """
 
 import math
@@ -22,6 +23,10 @@ from .cases import WARMUP_EPOCHS, flops_per_epoch
 from .implementations import FACTORIES
 
 MAX_EPOCHS = 1_000_000     # upper bound of the automatic choice of E
+# lower bound: with E = 1 the slope t(2) - t(1) is one epoch against the
+# jitter of two whole fits, and read NumPy's (100000, 100, 128) row as 244%
+# of the machine's GEMM rate (benches/RESULTS.md)
+MIN_EPOCHS = 3
 # Pause before every implementation's turn (--settle), and before probing.
 # After a multi-threaded BLAS call OpenBLAS keeps its idle worker threads
 # spinning for ~0.1 s (one core at 100% after numpy.matmul on 2 threads):
@@ -85,7 +90,7 @@ def slope(run, epochs):
 
 
 def choose_epochs(run, min_time, max_epochs=MAX_EPOCHS):
-    """The E (up to ``max_epochs``) for which E epochs are expected to last ``min_time`` s.
+    """The E (``MIN_EPOCHS`` to ``max_epochs``) for which E epochs are expected to last ``min_time`` s.
 
     A fit's fixed cost F, and its jitter of milliseconds on a shared
     machine, must not pass for epochs: the median of three 1-epoch calls
@@ -96,7 +101,7 @@ def choose_epochs(run, min_time, max_epochs=MAX_EPOCHS):
     """
     one = timed(run, 1)[0]
     if one >= min_time:
-        return 1
+        return MIN_EPOCHS
     if one < min_time / 4:  # cheap: a median of three
         one = statistics.median([one, timed(run, 1)[0], timed(run, 1)[0]])
     target = min(min_time, max(min_time / 4, 4 * one))
@@ -108,7 +113,7 @@ def choose_epochs(run, min_time, max_epochs=MAX_EPOCHS):
         if elapsed >= target:
             per_epoch = (elapsed - one) / (epochs - 1)
             if per_epoch > 0:
-                return max(1, min(max_epochs, math.ceil(min_time / per_epoch)))
+                return max(MIN_EPOCHS, min(max_epochs, math.ceil(min_time / per_epoch)))
     return max_epochs
 
 
@@ -139,7 +144,7 @@ def time_round_robin(prepared, repeats, settle=SETTLE_SECONDS):
     on all of them alike, not on whichever happened to be running, so the
     ratios of the medians stay fair. A turn starts ``settle`` seconds after
     the one before (SETTLE_SECONDS) and makes the calls of 1, E and 2E
-    epochs (module docstring; of 1 and 2 when E = 1, the large shapes); a
+    epochs (module docstring; of 1 and 2 when E = 1 is asked for); a
     result with ``epochs == 0`` makes one call."""
     for _ in range(repeats):
         for result, run in prepared:
