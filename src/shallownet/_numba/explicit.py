@@ -23,21 +23,7 @@ def _forward_last(x, w, bias, accumulate, a, g, yhat0, w2, code):
     # two loops rather than one reading a second name for g: LLVM's runtime
     # overlap check would fail on the alias and run the scalar loop
     if accumulate:
-        # the two halves of the tile side by side: two independent
-        # activations a step keep the vector units busier (tanh 1.87
-        # against 2.07 ns an element at (100000, 10, 32), docs/kernels.md)
-        half = x.shape[0] // 2
-        for i in range(half):
-            m = i + half
-            ai, gi = activation(g[i] + w * x[i], code)
-            am, gm = activation(g[m] + w * x[m], code)
-            a[i] = ai
-            g[i] = gi
-            yhat0[i] += w2 * ai
-            a[m] = am
-            g[m] = gm
-            yhat0[m] += w2 * am
-        for i in range(2 * half, x.shape[0]):
+        for i in range(x.shape[0]):
             ai, gi = activation(g[i] + w * x[i], code)
             a[i] = ai
             g[i] = gi
@@ -91,114 +77,64 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat):
             yhat_c[i] += w2 * a[i]
 
 
-@njit(**JIT_ROW_SUM)
-def _backward_unit(XT, r0, T, W2, j, D, a, g, dz, grad_W1, grad_b1, grad_W2):
-    """dz = (sum_c D[c] W2[j, c]) g, then the row sums
-    grad_b1[j] += sum dz, grad_W1[l, j] += sum X_t[:, l] dz, grad_W2[j, c] += sum a D[c]."""
-    d = XT.shape[0]
+@njit(inline="always", **JIT_ROW_SUM)
+def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2):
+    """dz = (sum_c D[c] W2[j, c]) g for unit j, grad_W2[j, c] += sum a D[c];
+    returns (sum dz, sum x0 dz)."""
     k = W2.shape[1]
-    x0 = XT[0, r0:r0 + T]
     D0 = D[0]
     w2 = W2[j, 0]
     sum_dz = 0.0
     sum_x0_dz = 0.0
     if k == 1:
         sum_a_D0 = 0.0
-        if d == 1:
-            for i in range(T):
-                dzi = (w2 * D0[i]) * g[i]
-                sum_dz += dzi
-                sum_x0_dz += x0[i] * dzi
-                sum_a_D0 += a[i] * D0[i]
-        else:
-            for i in range(T):
-                dzi = (w2 * D0[i]) * g[i]
-                dz[i] = dzi
-                sum_dz += dzi
-                sum_x0_dz += x0[i] * dzi
-                sum_a_D0 += a[i] * D0[i]
-        grad_W2[j, 0] += sum_a_D0
-    else:
-        for i in range(T):
-            dz[i] = w2 * D0[i]
-        for c in range(1, k):
-            w2 = W2[j, c]
-            Dc = D[c]
-            for i in range(T):
-                dz[i] += w2 * Dc[i]
-        for i in range(T):
-            dzi = dz[i] * g[i]
+        for i in range(x0.shape[0]):
+            dzi = (w2 * D0[i]) * g[i]
             dz[i] = dzi
             sum_dz += dzi
             sum_x0_dz += x0[i] * dzi
-        for c in range(k):
-            Dc = D[c]
-            sum_a_Dc = 0.0
-            for i in range(T):
-                sum_a_Dc += a[i] * Dc[i]
-            grad_W2[j, c] += sum_a_Dc
-    grad_b1[j] += sum_dz
-    grad_W1[0, j] += sum_x0_dz
-    # the other features four at a time: one load of dz for four sums
-    l = 1
-    while l + 4 <= d:
-        x_a = XT[l, r0:r0 + T]
-        x_b = XT[l + 1, r0:r0 + T]
-        x_c = XT[l + 2, r0:r0 + T]
-        x_d = XT[l + 3, r0:r0 + T]
-        sum_a = 0.0
-        sum_b = 0.0
-        sum_c = 0.0
-        sum_d = 0.0
-        for i in range(T):
-            dzi = dz[i]
-            sum_a += x_a[i] * dzi
-            sum_b += x_b[i] * dzi
-            sum_c += x_c[i] * dzi
-            sum_d += x_d[i] * dzi
-        grad_W1[l, j] += sum_a
-        grad_W1[l + 1, j] += sum_b
-        grad_W1[l + 2, j] += sum_c
-        grad_W1[l + 3, j] += sum_d
-        l += 4
-    while l < d:
-        x = XT[l, r0:r0 + T]
-        sum_x_dz = 0.0
-        for i in range(T):
-            sum_x_dz += x[i] * dz[i]
-        grad_W1[l, j] += sum_x_dz
-        l += 1
-
-@njit(inline="always", **JIT_ROW_SUM)
-def _dz_k1(x0, D0, a, g, w2, dz):
-    """k = 1: dz = (w2 D0) g, and (sum dz, sum x0 dz, sum a D0)."""
-    sum_dz = 0.0
-    sum_x0_dz = 0.0
-    sum_a_D0 = 0.0
+            sum_a_D0 += a[i] * D0[i]
+        grad_W2[j, 0] += sum_a_D0
+        return sum_dz, sum_x0_dz
     for i in range(x0.shape[0]):
-        dzi = (w2 * D0[i]) * g[i]
+        dz[i] = w2 * D0[i]
+    for c in range(1, k):
+        w2 = W2[j, c]
+        Dc = D[c]
+        for i in range(x0.shape[0]):
+            dz[i] += w2 * Dc[i]
+    for i in range(x0.shape[0]):
+        dzi = dz[i] * g[i]
         dz[i] = dzi
         sum_dz += dzi
         sum_x0_dz += x0[i] * dzi
-        sum_a_D0 += a[i] * D0[i]
-    return sum_dz, sum_x0_dz, sum_a_D0
+    for c in range(k):
+        Dc = D[c]
+        sum_a_Dc = 0.0
+        for i in range(x0.shape[0]):
+            sum_a_Dc += a[i] * Dc[i]
+        grad_W2[j, c] += sum_a_Dc
+    return sum_dz, sum_x0_dz
 
 
 @njit(**JIT_ROW_SUM)
-def _backward_pair_k1(XT, r0, T, W2, j, D0, A, G, dz, grad_W1, grad_b1, grad_W2):
-    """_backward_unit for units j and j + 1 at once, k = 1, d > 1: the sums
-    grad_W1[l, j:j + 2] three features a pass, six sums sharing each load
-    of dz and X (3.6 against 5.2 ms an epoch on one thread at
-    (100000, 10, 32), docs/kernels.md)."""
+def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad_W2):
+    """For hidden units j ... j + units - 1 (units 1 or 2): dz = (D W2[j]^T) g'
+    (``_dz_unit``), then the row sums grad_b1[j] += sum dz,
+    grad_W1[l, j] += sum X_t[:, l] dz, grad_W2[j, c] += sum a D[c]. Two
+    units at once share every load of X and dz among six sums (three
+    features x two units): 3.6 against 5.2 ms an epoch for the backward
+    loops, one at a time, on one thread at (100000, 10, 32) (docs/kernels.md).
+    With one unit the second set of sums repeats the first and is dropped."""
     d = XT.shape[0]
     x0 = XT[0, r0:r0 + T]
     dz_a = dz[:T]
-    dz_b = dz[T:2 * T]
-    for u, dz_u in ((0, dz_a), (1, dz_b)):
-        sum_dz, sum_x0_dz, sum_a_D0 = _dz_k1(x0, D0, A[j + u], G[j + u], W2[j + u, 0], dz_u)
+    dz_b = dz[T:2 * T] if units == 2 else dz_a
+    for u in range(units):
+        sum_dz, sum_x0_dz = _dz_unit(x0, D, W2, j + u, A[j + u], G[j + u],
+                                     dz_b if u else dz_a, grad_W2)
         grad_b1[j + u] += sum_dz
         grad_W1[0, j + u] += sum_x0_dz
-        grad_W2[j + u, 0] += sum_a_D0
     l = 1
     while l + 3 <= d:
         x_a = XT[l, r0:r0 + T]
@@ -222,9 +158,10 @@ def _backward_pair_k1(XT, r0, T, W2, j, D0, A, G, dz, grad_W1, grad_b1, grad_W2)
         grad_W1[l, j] += s_a0
         grad_W1[l + 1, j] += s_b0
         grad_W1[l + 2, j] += s_c0
-        grad_W1[l, j + 1] += s_a1
-        grad_W1[l + 1, j + 1] += s_b1
-        grad_W1[l + 2, j + 1] += s_c1
+        if units == 2:
+            grad_W1[l, j + 1] += s_a1
+            grad_W1[l + 1, j + 1] += s_b1
+            grad_W1[l + 2, j + 1] += s_c1
         l += 3
     while l < d:
         x = XT[l, r0:r0 + T]
@@ -234,7 +171,8 @@ def _backward_pair_k1(XT, r0, T, W2, j, D0, A, G, dz, grad_W1, grad_b1, grad_W2)
             s_0 += x[i] * dz_a[i]
             s_1 += x[i] * dz_b[i]
         grad_W1[l, j] += s_0
-        grad_W1[l, j + 1] += s_1
+        if units == 2:
+            grad_W1[l, j + 1] += s_1
         l += 1
 
 
@@ -263,13 +201,8 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         loss_c, sum_D = residual(R[c], YT[c, r0:r0 + T], w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
-    j = 0
-    if k == 1 and XT.shape[0] > 1:
-        while j + 2 <= h:
-            _backward_pair_k1(XT, r0, T, W2, j, R[0], A, G, dz, grad_W1, grad_b1, grad_W2)
-            j += 2
-    while j < h:
-        _backward_unit(XT, r0, T, W2, j, R, A[j], G[j], dz, grad_W1, grad_b1, grad_W2)
-        j += 1
+    for pair in range((h + 1) // 2):
+        j = 2 * pair
+        _backward_units(XT, r0, T, W2, j, min(2, h - j), R, A, G, dz, grad_W1, grad_b1, grad_W2)
     return loss
 
