@@ -71,3 +71,51 @@ def test_the_parallel_path_is_compiled_when_a_batch_has_several_chunks(tmp_path)
     got = _compiled(tmp_path, 20000, 3, "dict(hidden=16, n_threads=2)")
     assert got["parallel"] == 1
     assert got["gemm_tile"] == 0
+
+
+_AVX512_CODE = """
+import json
+from numba import njit, types
+from shallownet._numba import explicit, rows
+
+@njit(fastmath={"contract"})
+def unmarked(a, x, y):   # a loop of the user's: LLVM's own choice of width
+    for i in range(x.shape[0]):
+        y[i] += a * x[i]
+
+v1, m2 = types.float64[::1], types.float64[:, ::1]
+sigs = {
+    "backward_units": (m2, types.int64, types.int64, m2, types.int64, types.int64, m2, m2, m2,
+                       v1, m2, v1, m2),
+    "residual": (v1, v1, v1, types.float64),
+    "unmarked": (types.float64, v1, v1),
+}
+funcs = {"backward_units": explicit._backward_units, "residual": rows.residual,
+         "unmarked": unmarked}
+out = {}
+for name, f in funcs.items():
+    f.compile(sigs[name])      # compiled, never run: this host may lack AVX-512
+    asm = f.inspect_asm(sigs[name])
+    out[name] = {"zmm": asm.count("zmm"), "ymm": asm.count("ymm")}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="x86 code generation")
+def test_kernels_use_512_bit_vectors_for_an_avx512_cpu(tmp_path):
+    # LLVM prefers 256-bit vectors on AVX-512 CPUs; the kernels ask for the
+    # full width in their own functions only (intrinsics.wide_vectors). The
+    # kernels are compiled for a Skylake-AVX512 target in a child process
+    # (never run: this host may lack AVX-512); a loop without the request
+    # keeps LLVM's 256-bit choice, so the process-wide settings are untouched.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
+               NUMBA_CPU_NAME="skylake-avx512",
+               NUMBA_CPU_FEATURES="+avx512f,+avx512dq,+avx512bw,+avx512vl,+avx512cd,+avx2,+avx,"
+                                  "+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+sse4.1,+ssse3")
+    proc = subprocess.run([sys.executable, "-c", _AVX512_CODE], capture_output=True, text=True,
+                          env=env, timeout=HANG_GUARD)
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["backward_units"]["zmm"] > 0, counts
+    assert counts["residual"]["zmm"] > 0, counts
+    assert counts["unmarked"]["zmm"] == 0 and counts["unmarked"]["ymm"] > 0, counts

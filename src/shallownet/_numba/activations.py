@@ -13,7 +13,7 @@ from numba.core import errors
 from numba.extending import overload
 
 from .._activations import IDENTITY, RELU, SIGMOID, TANH
-from .intrinsics import bits_float64, float64_bits, pow2_float32
+from .intrinsics import bits_float64, float64_bits, pow2_float32, wide_vectors
 from .jit import JIT
 
 # ---------------------------------------------------------------- activations
@@ -224,5 +224,6 @@ def _activation(z, code):
 @njit(**JIT)
 def activate(z, a, g, code):
     """a[i] = g(z[i]), g[i] = g'(z[i]) for 1-D contiguous arrays of one dtype."""
+    wide_vectors()
     for i in range(z.shape[0]):
         a[i], g[i] = activation(z[i], code)

@@ -11,6 +11,7 @@ from numba import njit, prange
 
 from .explicit import tile_explicit
 from .gemm import tile_gemm
+from .intrinsics import wide_vectors
 from .jit import JIT, like
 from .plan import plan
 from .records import Params
@@ -31,6 +32,7 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     loss and gradients into its own accumulators, tile by tile. A shuffled
     batch's chunk first gathers its own rows (``source``), in parallel with
     the others; rows in order pass None."""
+    wide_vectors()
     chunk_rows, tile_rows = cut[1], cut[2]
     begin = row0 + c * chunk_rows
     end = min(row0 + m, begin + chunk_rows)
@@ -92,6 +94,7 @@ def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha
     ``source``; rows in order pass None. W1 and grads.W1 are in the path's
     layout: d x h on the explicit path, transposed (h x d) on the GEMM path.
     One compiled function serves every optimizer."""
+    wide_vectors()
     W1, b1, W2, _ = params
     h = b1.shape[0]
     d = W1.size // h

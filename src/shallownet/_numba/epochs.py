@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from .batch import gradients
+from .intrinsics import wide_vectors
 from .jit import JIT, like
 from .records import Params, Rows, Source, State
 from .rows import gather_weights, transpose_into
@@ -41,6 +42,7 @@ def make_train(code, kind, gemm, parallel, gather):
         see the package's docstring. Returns the number of finished epochs
         (stops at the first batch loss that is not finite, after writing it to
         the curve)."""
+        wide_vectors()
         X, Y, w = data
         n = X.shape[0]
         rows = settings.rows
@@ -130,6 +132,7 @@ def make_loss_and_gradients(code, gemm, parallel):
         """L over all rows of data, whose weights sum to ``weight``, at params;
         its gradients into grads. ws: a workspace for one batch of all rows,
         prepared (``plan.prepare``)."""
+        wide_vectors()
         X, Y, w = data
         n = X.shape[0]
         # row 0 as n - n, an int64 like the batches' first rows in train: a

@@ -12,6 +12,7 @@ over rows are in functions of their own with fastmath 'reassoc' (see
 from numba import njit
 
 from .activations import activation
+from .intrinsics import wide_vectors
 from .jit import JIT, JIT_ROW_SUM
 from .rows import residual
 
@@ -39,6 +40,7 @@ def _forward_last(x, w, bias, accumulate, a, g, yhat0, w2, code):
 @njit(**JIT)
 def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat):
     """z1_j = X_t W1[:, j] + b1[j], a = g(z1_j), g = g'(z1_j); yhat += a W2[j, :]."""
+    wide_vectors()
     d = XT.shape[0]
     k = W2.shape[1]
     bias = b1[j]
@@ -126,6 +128,7 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
     features x two units): 3.6 against 5.2 ms an epoch for the backward
     loops, one at a time, on one thread at (100000, 10, 32) (docs/kernels.md).
     With one unit the second set of sums repeats the first and is dropped."""
+    wide_vectors()
     d = XT.shape[0]
     x0 = XT[0, r0:r0 + T]
     dz_a = dz[:T]

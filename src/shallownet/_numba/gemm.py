@@ -11,7 +11,7 @@ operands with cheaper copies (docs/kernels.md). Where this path is chosen:
 from numba import njit
 
 from .activations import activation, derivative64
-from .intrinsics import NO_TRANS, TRANS, gemm
+from .intrinsics import NO_TRANS, TRANS, gemm, wide_vectors
 from .jit import JIT, JIT_ROW_SUM, derivative_from_output
 from .rows import residual
 
@@ -64,6 +64,7 @@ def _tile_dW1_product(X_t, G, grad_W1T, first):
 def _backward_units_k1(G, A, D, w2, grad_b1, grad_w2):
     """k = 1, a transposed tile: G := dL/dz1 = (D w2_j) g' row by row (row j
     is hidden unit j), grad_b1[j] += its sum, grad_w2[j] += sum a1 D."""
+    wide_vectors()
     for j in range(G.shape[0]):
         Gj = G[j]
         Aj = A[j]
@@ -101,6 +102,7 @@ def _backward_units_k1_from_a(G, D, w2, grad_b1, grad_w2, code):
     """As _backward_units_k1 with G holding a1 (_activate_units_k1): g' from
     a1, so the tile needs one h x T buffer, read and written twice, where
     a1 and g' took two."""
+    wide_vectors()
     _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, code)
 
 
@@ -108,6 +110,7 @@ def _backward_units_k1_from_a(G, D, w2, grad_b1, grad_w2, code):
 def _backward_units(G, A, grad_b1):
     """k > 1, a transposed tile: G := dL/dz1 = A g' (A holding dL/da1),
     grad_b1[j] += row j's sum."""
+    wide_vectors()
     for j in range(G.shape[0]):
         Gj = G[j]
         Aj = A[j]
@@ -126,6 +129,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     gradients to grads, returns its weighted sum of squared residuals. The
     chunk's ``first`` tile writes its dW1 product instead (beta = 0: no
     zeroing of the h x d accumulator)."""
+    wide_vectors()
     X, Y, w = rows
     W1T, b1, W2, b2 = params
     grad_W1T, grad_b1, grad_W2, grad_b2 = grads

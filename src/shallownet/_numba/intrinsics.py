@@ -1,4 +1,4 @@
-"""LLVM-level helpers of the Numba kernels: bit casts, BLAS GEMM, prefetch."""
+"""LLVM-level helpers of the Numba kernels: bit casts, BLAS GEMM, prefetch, vector width."""
 
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
@@ -109,3 +109,24 @@ def prefetch(typingctx, a, i):
         builder.call(prefetch, [pointer, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
     return types.none(a, i), codegen
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Let LLVM vectorise the calling function at the host's full width.
+
+    LLVM's tuning for AVX-512 CPUs prefers 256-bit vectors
+    (``prefer-256-bit``), so on such hosts Numba's loops ran at half the
+    width of the Cython build's AVX-512 path (docs/kernels.md). This sets
+    the function attribute ``prefer-vector-width=512`` on the function it is
+    called in (a function inlined in Numba IR carries it into its caller),
+    and nothing process-wide: NUMBA_CPU_FEATURES and every other function
+    compiled in the process keep their settings. Without AVX-512 the
+    widest vectors are already the preferred ones and the code is unchanged.
+    """
+    def codegen(context, builder, signature, args):
+        # llvmlite's attribute sets know no key="value" attributes: the text
+        # goes into the function's definition as written
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+    return types.none(), codegen

@@ -4,7 +4,7 @@ weight sums and gathers, sums of squares."""
 import numpy as np
 from numba import njit
 
-from .intrinsics import prefetch
+from .intrinsics import prefetch, wide_vectors
 from .jit import JIT, JIT_EXACT, JIT_ROW_SUM
 
 # Shuffled batches: while gathering row i, prefetch row i + PREFETCH_ROWS of
@@ -19,6 +19,7 @@ PREFETCH_ROWS = 16
 def residual(yhat, y, w, scale):
     """yhat := dL/dyhat = (scale w_i) (yhat - y); returns
     (sum of w_i (yhat - y)^2, sum of dL/dyhat)."""
+    wide_vectors()
     loss = 0.0
     sum_D = 0.0
     for i in range(yhat.shape[0]):
@@ -35,6 +36,7 @@ def residual(yhat, y, w, scale):
 @njit(**JIT_ROW_SUM)
 def sum_squares(a):
     """sum a^2 over all of a, in float64."""
+    wide_vectors()
     flat = a.reshape(-1)
     s = 0.0
     for i in range(flat.shape[0]):
@@ -46,6 +48,7 @@ def sum_squares(a):
 @njit(**JIT_EXACT)
 def add_scaled(grad, s, p):
     """grad += s * p (rounded as NumPy rounds it: no FMA)."""
+    wide_vectors()
     grad_flat = grad.reshape(-1)
     p_flat = p.reshape(-1)
     for i in range(grad_flat.shape[0]):
@@ -55,6 +58,7 @@ def add_scaled(grad, s, p):
 @njit(**JIT_ROW_SUM)
 def weight_sum(w):
     """sum w in float64."""
+    wide_vectors()
     s = 0.0
     for i in range(w.shape[0]):
         s += np.float64(w[i])
@@ -64,6 +68,7 @@ def weight_sum(w):
 @njit(**JIT_ROW_SUM)
 def gather_weights(w, rows, w_batch):
     """w_batch[i] = w[rows[i]]; returns their sum in float64."""
+    wide_vectors()
     m = rows.shape[0]
     s = 0.0
     for i in range(m):
@@ -90,6 +95,7 @@ def gather(source, begin, end, transposed):
     """Rows order[i] of X and Y, for i in [begin, end), into row i of X_to
     and Y_to (the GEMM tiles' layout), or with ``transposed`` into column i
     (the explicit loops' layout)."""
+    wide_vectors()
     X, Y, order, X_to, Y_to = source
     d = X.shape[1]
     k = Y.shape[1]
@@ -134,6 +140,7 @@ def add_into(dst, src):
 @njit(**JIT_EXACT)
 def transpose_into(dst, src):
     """dst = src^T for 2-D arrays."""
+    wide_vectors()
     for i in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[j, i] = src[i, j]

@@ -14,6 +14,7 @@ from numba import njit
 from numba.extending import overload
 
 from .._options import ADAM
+from .intrinsics import wide_vectors
 from .jit import JIT, JIT_EXACT, like, literal_choice
 from .records import AdamScalars
 
@@ -31,6 +32,7 @@ def step_kind(optimizer, momentum, epsilon_before_correction):
 @njit(**JIT_EXACT)
 def _step_sgd(p, g, lr):
     """p -= lr g."""
+    wide_vectors()
     p_flat = p.reshape(-1)
     g_flat = g.reshape(-1)
     for i in range(p_flat.shape[0]):
@@ -40,6 +42,7 @@ def _step_sgd(p, g, lr):
 @njit(**JIT_EXACT)
 def _step_momentum(p, g, velocity, mu, lr, nesterov):
     """velocity = mu velocity - lr g; p += velocity, or with Nesterov p += mu velocity - lr g."""
+    wide_vectors()
     p_flat = p.reshape(-1)
     g_flat = g.reshape(-1)
     v_flat = velocity.reshape(-1)
@@ -66,6 +69,7 @@ def _step_adam(p, g, m, v, c, folded):
     p -= step m / (sqrt(v) + epsilon), the quotient formed in float64 and
     rounded once into p, as NumPy does with a float64 scalar step.
     c: the ``AdamScalars``."""
+    wide_vectors()
     p_flat = p.reshape(-1)
     g_flat = g.reshape(-1)
     m_flat = m.reshape(-1)
