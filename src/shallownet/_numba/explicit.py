@@ -80,9 +80,9 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat):
 
 
 @njit(inline="always", **JIT_ROW_SUM)
-def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2):
-    """dz = (sum_c D[c] W2[j, c]) g for unit j, grad_W2[j, c] += sum a D[c];
-    returns (sum dz, sum x0 dz)."""
+def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2, keep):
+    """dz = (sum_c D[c] W2[j, c]) g for unit j (kept in dz if ``keep`` or
+    k > 1), grad_W2[j, c] += sum a D[c]; returns (sum dz, sum x0 dz)."""
     k = W2.shape[1]
     D0 = D[0]
     w2 = W2[j, 0]
@@ -90,12 +90,20 @@ def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2):
     sum_x0_dz = 0.0
     if k == 1:
         sum_a_D0 = 0.0
-        for i in range(x0.shape[0]):
-            dzi = (w2 * D0[i]) * g[i]
-            dz[i] = dzi
-            sum_dz += dzi
-            sum_x0_dz += x0[i] * dzi
-            sum_a_D0 += a[i] * D0[i]
+        if keep:
+            for i in range(x0.shape[0]):
+                dzi = (w2 * D0[i]) * g[i]
+                dz[i] = dzi
+                sum_dz += dzi
+                sum_x0_dz += x0[i] * dzi
+                sum_a_D0 += a[i] * D0[i]
+        else:
+            # d = 1: no other feature's sum reads dz again
+            for i in range(x0.shape[0]):
+                dzi = (w2 * D0[i]) * g[i]
+                sum_dz += dzi
+                sum_x0_dz += x0[i] * dzi
+                sum_a_D0 += a[i] * D0[i]
         grad_W2[j, 0] += sum_a_D0
         return sum_dz, sum_x0_dz
     for i in range(x0.shape[0]):
@@ -125,8 +133,8 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
     (``_dz_unit``), then the row sums grad_b1[j] += sum dz,
     grad_W1[l, j] += sum X_t[:, l] dz, grad_W2[j, c] += sum a D[c]. Two
     units at once share every load of X and dz among six sums (three
-    features x two units): 3.6 against 5.2 ms an epoch for the backward
-    loops, one at a time, on one thread at (100000, 10, 32) (docs/kernels.md).
+    features x two units): on one thread at (100000, 10, 32) these loops
+    took 3.6 ms an epoch against 5.2 one unit at a time (docs/kernels.md).
     With one unit the second set of sums repeats the first and is dropped."""
     wide_vectors()
     d = XT.shape[0]
@@ -135,7 +143,7 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
     dz_b = dz[T:2 * T] if units == 2 else dz_a
     for u in range(units):
         sum_dz, sum_x0_dz = _dz_unit(x0, D, W2, j + u, A[j + u], G[j + u],
-                                     dz_b if u else dz_a, grad_W2)
+                                     dz_b if u else dz_a, grad_W2, d > 1)
         grad_b1[j + u] += sum_dz
         grad_W1[0, j + u] += sum_x0_dz
     l = 1
