@@ -85,7 +85,11 @@ def run_chunks(parallel, gemm, code, row0, m, cut, rows, source, params, scale, 
             chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks)
 
 
-@njit(**JIT)
+# inlined (Numba IR) into its two callers, train and loss_and_gradients: as a
+# compiled function of its own it was optimized with every tile function
+# linked in and then again inside its caller, a third of a first fit's
+# compile time (docs/kernels.md, "Compiling on demand")
+@njit(inline="always", **JIT)
 def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha, tiles,
               chunks, grads):
     """L_B and its gradients (into grads) at params for the batch of the m
@@ -93,7 +97,7 @@ def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha
     L_B. A shuffled batch's chunks first gather its rows there from
     ``source``; rows in order pass None. W1 and grads.W1 are in the path's
     layout: d x h on the explicit path, transposed (h x d) on the GEMM path.
-    One compiled function serves every optimizer."""
+    The same code serves every optimizer."""
     wide_vectors()
     W1, b1, W2, _ = params
     h = b1.shape[0]

@@ -136,7 +136,8 @@ def make_loss_and_gradients(code, gemm, parallel):
         X, Y, w = data
         n = X.shape[0]
         # row 0 as n - n, an int64 like the batches' first rows in train: a
-        # literal 0 would compile gradients again rather than share train's
+        # literal 0 would compile the parallel chunks (batch._chunks_prange)
+        # again rather than share train's
         if gemm is None:
             return gradients(gemm, parallel, code, Rows(ws.XT, ws.YT, w), None, n - n, n,
                              weight, params, alpha, ws.tiles, ws.chunks, grads)
