@@ -18,8 +18,8 @@ Every implementation runs with its default threads, as a user runs it.
   ``n_jobs=1`` and ``n_jobs=2``, and joblib over 8 small fits (1000, 10, 16)
   one after another and 2 at a time; > 1 in the speed-up column means
   running side by side paid.
-- fixed: ``shallownet.loss_and_gradients`` per call at (100, 5, 8) and
-  (10, 5, 8), and a fit's fixed cost at (1000, 1, 16) against
+- fixed: ``shallownet.loss_and_gradients`` and an ``Evaluator``'s call at
+  (100, 5, 8) and (10, 5, 8), and a fit's fixed cost at (1000, 1, 16) against
   scikit-learn's, measured as ``python -m shallownet.bench`` does (a fit of
   1 epoch less the per-epoch slope).
 
@@ -178,21 +178,27 @@ def parallel_part(args, backends):
 
 def fixed_part(args, backends):
     lines = ["## Fixed costs", "",
-             "`shallownet.loss_and_gradients` per call (median over repeats of a loop of calls):", "",
-             "| n×d×h | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
+             "Per call (median over repeats of a loop of calls): `shallownet.loss_and_gradients`, "
+             "which validates X and y each time, and a `shallownet.Evaluator` built once on them:",
+             "", "| n×d×h | " + " | ".join(f"{b} loss_and_gradients | {b} Evaluator" for b in backends)
+             + " |", "|---|" + "---|" * (2 * len(backends))]
     calls = 20 if args.quick else 200
     for n, d, h in CALL_SHAPES:
         X, y = cases.make_data(n, d)
         params = cases.initial_params(d, h, X.dtype)
         cells = []
         for backend in backends:
-            def loop():
-                for _ in range(calls):
-                    shallownet.loss_and_gradients(params, X, y, backend=backend)
-            loop()  # warm-up
-            per_call = statistics.median(seconds(loop) for _ in range(args.repeats)) / calls
-            log(f"fixed: loss_and_gradients {backend} {(n, d, h)}: {1e6 * per_call:.1f} us a call")
-            cells.append(f"{1e6 * per_call:.1f} µs")
+            evaluate = shallownet.Evaluator(X, y, backend=backend)
+            for what, call in (("loss_and_gradients",
+                                lambda: shallownet.loss_and_gradients(params, X, y, backend=backend)),
+                               ("Evaluator", lambda: evaluate(params))):
+                def loop():
+                    for _ in range(calls):
+                        call()
+                loop()  # warm-up
+                per_call = statistics.median(seconds(loop) for _ in range(args.repeats)) / calls
+                log(f"fixed: {what} {backend} {(n, d, h)}: {1e6 * per_call:.1f} us a call")
+                cells.append(f"{1e6 * per_call:.1f} µs")
         lines.append(f"| {cases.shape_label((n, d, h)).replace('x', '×')} | " + " | ".join(cells) + " |")
 
     shape = (200, 1, 4) if args.quick else FIXED_COST_SHAPE

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _validation as v
 from ._params import Params, ParamsLike
-from .backends import resolve_backend, thread_limits
+from .backends import BLAS_SERIAL_WORK, resolve_backend, thread_limits
 
 
 class Evaluator:
@@ -111,8 +111,13 @@ class Evaluator:
         """
         checked = self._params(params)
         work = self.X.shape[0] * self.X.shape[1] * checked.W1.shape[1]
-        with thread_limits(self._module, self.n_threads, work):
-            loss, grads = self._module.loss_and_gradients(
-                self.X, self.Y, self.sample_weight, checked, self.activation.code, self.alpha,
+        args = (self.X, self.Y, self.sample_weight, checked, self.activation.code, self.alpha,
                 self.n_threads)
+        if work < BLAS_SERIAL_WORK:
+            # nothing to limit: BLAS stays serial on this call's products and
+            # a backend's own pool is set by the backend when a call is parallel
+            loss, grads = self._module.loss_and_gradients(*args)
+        else:
+            with thread_limits(self._module, self.n_threads, work):
+                loss, grads = self._module.loss_and_gradients(*args)
         return float(loss), Params(*grads)

@@ -23,6 +23,7 @@ _libraries = None       # threadpoolctl's controllers of the loaded BLAS librari
 _wanted = {}            # token -> BLAS threads wanted by a fit in progress
 _before = []            # (library controller, its thread count before the first fit began)
 _cgroup_cores = None    # the cgroup quota in cores, read once
+_env_parsed = (None, None)  # (OMP_NUM_THREADS, its thread count) last read
 
 
 def _read_cgroup_cores():
@@ -46,9 +47,14 @@ def _read_cgroup_cores():
 
 
 def _env_threads():
-    """The first entry of OMP_NUM_THREADS ("4" or "4,2"), when it is a positive integer."""
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    """The first entry of OMP_NUM_THREADS ("4" or "4,2"), when it is a positive
+    integer; the last value seen is parsed once (every small call asks)."""
+    global _env_parsed
+    raw = os.environ.get("OMP_NUM_THREADS", "")
+    if _env_parsed[0] != raw:
+        value = raw.split(",")[0].strip()
+        _env_parsed = (raw, int(value) if value.isdigit() and int(value) > 0 else None)
+    return _env_parsed[1]
 
 
 def _blas_libraries():
@@ -77,15 +83,17 @@ def usable_cores():
         n = os.cpu_count() or 1
     if _cgroup_cores is None:
         _cgroup_cores = _read_cgroup_cores() or 0
-    limits = [n, _cgroup_cores or n, _env_threads() or n]
+    n = min(n, _cgroup_cores or n, _env_threads() or n)
     with _lock:
         # a BLAS limited below the cores by the user (threadpoolctl, or an
         # environment variable) is a limit on this process's threads too;
         # while fits run, the counts the libraries had before them
         counts = ([count for _, count in _before] if _wanted
-                  else [lib.num_threads for lib in _blas_libraries()])
-        limits.extend(c for c in counts if c and c > 0)
-    return max(1, min(limits))
+                  else [lib.get_num_threads() for lib in _blas_libraries()])
+    for count in counts:
+        if count and 0 < count < n:
+            n = count
+    return max(1, n)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ float dtype (float32 or float64), and hyperparameters of the right type and
 range. Errors name the argument and say what was wrong.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -41,6 +42,8 @@ def check_not_dask(value, name):
 
 def _as_real_array(value, name, dtype):
     """Convert an array-like of real numbers to a C-contiguous array of ``dtype``."""
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value  # already what the kernels take: the common case, kept cheap
     if value is None:
         raise TypeError(f"{name} must be an array-like of real numbers, got None")
     check_not_dask(value, name)
@@ -187,18 +190,19 @@ def check_bool(value, name):
 
 def check_real(value, name, *, low=None, high=None, low_open=False, high_open=False):
     """A finite real number in the interval [low, high] (ends open where said)."""
-    interval = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+    def interval():
+        return (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
                 f"{'inf' if high is None else high}{')' if high_open else ']'}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number in {interval}, got {value!r}")
+        raise TypeError(f"{name} must be a real number in {interval()}, got {value!r}")
     value = float(value)
-    ok = np.isfinite(value)
+    ok = math.isfinite(value)
     if low is not None:
         ok = ok and (value > low if low_open else value >= low)
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
     if not ok:
-        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be a real number in {interval()}, got {value!r}")
     return value
 
 

@@ -141,9 +141,6 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
 def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_threads):
     """Return ``(L, Params(dL/dW1, dL/db1, dL/dW2, dL/db2))`` at ``params``."""
     count = _count(n_threads)
-    if not _in_run(count):
-        with threads(count):
-            return loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, count)
     n, d = X.shape
     h, k = params[0].shape[1], Y.shape[1]
     # the kernel and a workspace for one batch of all n rows; a small one is
@@ -155,10 +152,15 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
         gemm, parallel = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
         ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False)
         cached = (key, kernels.evaluator(int(activation_code), gemm, parallel), ws,
-                  gemm is None)
+                  gemm is None, parallel is not None)
         size = sum(a.nbytes for a in _arrays(ws))
         _run.evaluation = cached if size <= _KEEP_WORKSPACE_BYTES else None
-    _, evaluate, ws, explicit = cached
+    _, evaluate, ws, explicit, parallel = cached
+    # the thread count matters only to a parallel kernel: a serial one (every
+    # small call) skips setting and restoring it (docs/kernels.md, "Threads")
+    if parallel and not _in_run(count):
+        with threads(count):
+            return loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, count)
     if explicit:
         np.copyto(ws.XT, X.T)
         np.copyto(ws.YT, Y.T)
