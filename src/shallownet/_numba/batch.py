@@ -32,6 +32,8 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     loss and gradients into its own accumulators, tile by tile. A shuffled
     batch's chunk first gathers its own rows (``source``), in parallel with
     the others; rows in order pass None."""
+    # inlined, but into the body of a prange loop too, which Numba compiles
+    # as a function of its own: the attribute must reach that one as well
     wide_vectors()
     chunk_rows, tile_rows = cut[1], cut[2]
     begin = row0 + c * chunk_rows
@@ -98,7 +100,6 @@ def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha
     ``source``; rows in order pass None. W1 and grads.W1 are in the path's
     layout: d x h on the explicit path, transposed (h x d) on the GEMM path.
     The same code serves every optimizer."""
-    wide_vectors()
     W1, b1, W2, _ = params
     h = b1.shape[0]
     d = W1.size // h
