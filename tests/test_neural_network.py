@@ -455,6 +455,80 @@ def test_run_lbfgs_on_shallownet_loss(dtype):
     assert result.loss_curve[-1] < result.initial_loss / 5
 
 
+def _rosenbrock_like(dtype, counts):
+    """A packed loss whose L-BFGS run has line searches, in ``dtype``."""
+    def fun(x):
+        assert x.dtype == dtype
+        counts.append(x.copy())
+        x = x.astype(np.float64)
+        r = x[1:] - x[:-1] ** 2
+        s = 1.0 - x[:-1]
+        g = np.zeros_like(x)
+        g[1:] += 200.0 * r
+        g[:-1] += -400.0 * r * x[:-1] - 2.0 * s
+        return float(100.0 * r @ r + s @ s), g.astype(dtype)
+    return fun
+
+
+@pytest.mark.parametrize("dtype,options,stop_at", [
+    (np.float64, dict(max_iter=200, max_fun=15000, tol=1e-5), None),     # converges
+    (np.float32, dict(max_iter=200, max_fun=15000, tol=1e-5), None),     # float32 points
+    (np.float64, dict(max_iter=7, max_fun=15000, tol=1e-5), None),       # max_iter
+    (np.float64, dict(max_iter=200, max_fun=9, tol=1e-5), None),         # max_fun
+    (np.float64, dict(max_iter=200, max_fun=15000, tol=1e-5), 4),        # callback stop
+    (np.float64, dict(max_iter=200, max_fun=15000, tol=10.0), None),     # gtol at once
+])
+def test_minimize_packed_is_scipys_lbfgsb(dtype, options, stop_at):
+    # shallownet's own loop over SciPy's setulb must take SciPy's iterates
+    # bit for bit: the same evaluation points, result, counts and message
+    from scipy.optimize import minimize
+
+    from shallownet import _lbfgs
+    x0 = np.linspace(-1.2, 1.4, 12).astype(dtype)
+    ours_at, theirs_at, ours_seen, theirs_seen = [], [], [], []
+
+    def stop(seen):
+        def callback(x, loss):
+            seen.append((x.copy(), float(loss)))
+            return stop_at is not None and len(seen) >= stop_at
+        return callback
+
+    ours = _lbfgs.minimize_packed(_rosenbrock_like(dtype, ours_at), x0, callback=stop(ours_seen),
+                                  **options)
+
+    def on_iteration(intermediate_result):
+        if stop(theirs_seen)(intermediate_result.x, intermediate_result.fun):
+            raise StopIteration
+    theirs = minimize(_rosenbrock_like(dtype, theirs_at), x0, jac=True, method="L-BFGS-B",
+                      callback=on_iteration, options=dict(maxiter=options["max_iter"],
+                                                          maxfun=options["max_fun"],
+                                                          gtol=options["tol"]))
+    assert len(ours_at) == len(theirs_at) == ours.nfev == theirs.nfev > 1
+    for a, b in zip(ours_at, theirs_at):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ours.x, theirs.x)
+    assert ours.x.dtype == theirs.x.dtype == np.float64
+    assert (ours.fun, ours.nit, ours.status, ours.success, ours.message) == \
+        (theirs.fun, theirs.nit, theirs.status, theirs.success, theirs.message)
+    np.testing.assert_array_equal(ours.jac, theirs.jac)
+    assert len(ours_seen) == len(theirs_seen) == ours.nit
+    for (xa, fa), (xb, fb) in zip(ours_seen, theirs_seen):
+        np.testing.assert_array_equal(xa, xb)
+        assert fa == fb
+    if stop_at is not None:
+        assert ours.nit == stop_at and not ours.success
+
+
+def test_minimize_packed_loops_over_setulb_where_its_loop_is_known():
+    # SciPy 1.15-1.17 run the C setulb in the loop shallownet repeats; other
+    # releases take scipy.optimize.minimize (the test above holds for both)
+    import scipy
+
+    from shallownet import _lbfgs
+    release = tuple(int(p) for p in scipy.__version__.split(".")[:2])
+    assert _lbfgs._SETULB_LOOP == ((1, 15) <= release < (1, 18))
+
+
 def test_backend_auto_picks_a_backend_that_runs_sklearns_forms():
     X, y = regression_data(n=50)
     est = MLPRegressor(max_iter=2).fit(X, y)

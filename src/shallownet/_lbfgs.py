@@ -11,6 +11,14 @@ the parameters' dtype; SciPy iterates in float64 but evaluates at points
 cast to the start's dtype (float32 parameters are evaluated at float32
 points, as in scikit-learn); the options are ``maxfun``, ``maxiter``,
 ``gtol=tol``, and ``iprint`` for SciPy releases that still read it.
+
+Where SciPy's L-BFGS-B is the C routine ``setulb`` (SciPy 1.15 to 1.17,
+``_SETULB_LOOP``), ``minimize_packed`` drives it in a loop of its own: the
+loop of ``scipy.optimize.minimize`` without its per-evaluation wrappers
+(~40 us an iteration of Python, ~8 ms of a 200-iteration fit:
+docs/dropin.md), the same calls with the same arguments, so the same
+iterates bit for bit (tests/test_neural_network.py). Other releases run
+``minimize`` itself.
 """
 
 from typing import Any, NamedTuple
@@ -20,8 +28,15 @@ import scipy
 
 from ._params import Params
 
+_SCIPY = tuple(int(p) for p in scipy.__version__.split(".")[:2])
 # SciPy 1.15 dropped L-BFGS-B's iprint option (it warns when given)
-_SCIPY_READS_IPRINT = tuple(int(p) for p in scipy.__version__.split(".")[:2]) < (1, 15)
+_SCIPY_READS_IPRINT = _SCIPY < (1, 15)
+# the releases whose minimize runs the C setulb in the loop _setulb_loop
+# repeats (1.14 and older: Fortran, another signature; later: not yet read)
+_SETULB_LOOP = (1, 15) <= _SCIPY < (1, 18)
+# L-BFGS-B's options that scikit-learn leaves at minimize's defaults:
+# corrections kept, ftol, line-search steps
+_CORRECTIONS, _FTOL, _MAX_LINE_SEARCH = 10, 2.2204460492503131e-09, 20
 
 
 class LbfgsResult(NamedTuple):
@@ -91,12 +106,10 @@ def run_lbfgs(loss_at, params, *, max_iter, max_fun, tol, callback=None, iprint=
             losses.append(loss)
         return loss, grad.astype(np.float64, copy=False)
 
-    def on_iteration(intermediate_result):
-        loss = float(intermediate_result.fun)
+    def on_iteration(x, loss):
+        loss = float(loss)
         losses.append(loss)
-        if callback is not None and callback(len(losses) - 2, loss,
-                                             unpack(intermediate_result.x, like)):
-            raise StopIteration
+        return callback is not None and callback(len(losses) - 2, loss, unpack(x, like))
 
     result = minimize_packed(fun, pack(like), max_iter=max_iter, max_fun=max_fun, tol=tol,
                              iprint=iprint, callback=on_iteration)
@@ -111,12 +124,84 @@ def run_lbfgs(loss_at, params, *, max_iter, max_fun, tol, callback=None, iprint=
 
 def minimize_packed(fun, x0, *, max_iter, max_fun, tol, iprint=-1, callback=None):
     """SciPy's L-BFGS-B from the packed vector ``x0``, as scikit-learn calls
-    it: ``fun(x) -> (loss, gradient)`` on packed vectors, the options above;
-    returns SciPy's OptimizeResult. Without ``callback`` (scikit-learn passes
-    none) SciPy builds no intermediate result per iteration."""
+    it: ``fun(x) -> (loss, gradient)`` on packed vectors in ``x0``'s dtype
+    (it must not modify ``x``), the options above; returns SciPy's
+    OptimizeResult (no ``hess_inv``). ``callback(x, loss) -> bool`` after
+    each iteration, on SciPy's float64 iterate; True stops."""
+    if _SETULB_LOOP:
+        return _setulb_loop(fun, x0, max_iter, max_fun, tol, callback)
     from scipy.optimize import minimize  # SciPy's optimizer module: only when used
+
+    def on_iteration(intermediate_result):
+        if callback(intermediate_result.x, intermediate_result.fun):
+            raise StopIteration
 
     options = dict(maxiter=max_iter, maxfun=max_fun, gtol=tol)
     if _SCIPY_READS_IPRINT:
         options["iprint"] = iprint
-    return minimize(fun, x0, jac=True, method="L-BFGS-B", callback=callback, options=options)
+    # without a callback (scikit-learn passes none) SciPy builds no
+    # intermediate result per iteration
+    return minimize(fun, x0, jac=True, method="L-BFGS-B",
+                    callback=None if callback is None else on_iteration, options=options)
+
+
+def _setulb_loop(fun, x0, max_iter, max_fun, tol, callback):
+    """``scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B")``
+    without bounds, as SciPy 1.15-1.17 run it: the same setulb calls on the
+    same arrays, an evaluation wherever SciPy's memoised function makes one
+    (at the start, then at each requested point that differs from the last
+    one evaluated), the point cast to x0's dtype as SciPy's ScalarFunction
+    casts it, the same stopping tests, counts and message."""
+    from scipy.optimize import OptimizeResult, _lbfgsb
+    from scipy.optimize._lbfgsb_py import status_messages, task_messages
+
+    x0 = np.asarray(x0).ravel()
+    dtype = x0.dtype if x0.dtype.kind == "f" else np.dtype(np.float64)
+    n, m = x0.size, _CORRECTIONS
+    point = x0.astype(dtype)                  # the point last evaluated, in its dtype
+    value, grad = fun(point)
+    n_fun = 1
+    x = np.array(x0, dtype=np.float64)
+    f = np.array(0.0)
+    g = np.zeros(n)
+    unbounded = np.zeros(n, np.int32)         # nbd: no bound on any variable
+    lower, upper = np.zeros(n), np.zeros(n)
+    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m)
+    iwa = np.zeros(3 * n, np.int32)
+    task, ln_task = np.zeros(2, np.int32), np.zeros(2, np.int32)
+    lsave, isave, dsave = np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29)
+    factr = _FTOL / np.finfo(float).eps
+    n_iter = 0
+    stopped = False                           # by the callback
+    while True:
+        g = np.array(g, dtype=np.float64)     # a float64 copy: setulb's own
+        _lbfgsb.setulb(m, x, lower, upper, unbounded, f, g, factr, tol, wa, iwa, task,
+                       lsave, isave, dsave, _MAX_LINE_SEARCH, ln_task)
+        if task[0] == 3:                      # the loss and gradients at x
+            if not np.array_equal(x, point):
+                point = x.astype(dtype)
+                value, grad = fun(point)
+                n_fun += 1
+            f, g = value, grad
+        elif task[0] == 1:                    # an iteration ended
+            n_iter += 1
+            if callback is not None and callback(x, f):
+                stopped = True
+                task[:] = 5, 505
+            if n_iter >= max_iter:
+                task[:] = 5, 504
+            elif n_fun > max_fun:
+                task[:] = 5, 502
+        else:
+            break
+    if task[0] == 4:
+        status = 0
+    elif n_fun > max_fun or n_iter >= max_iter:
+        status = 1
+    else:
+        status = 2
+    message = status_messages[task[0]] + ": " + task_messages[task[1]]
+    if stopped:                               # as minimize reports a callback's stop
+        status, message = 99, "`callback` raised `StopIteration`."
+    return OptimizeResult(fun=f, jac=g, nfev=n_fun, njev=n_fun, nit=n_iter, status=status,
+                          message=message, x=x, success=status == 0)
