@@ -17,9 +17,9 @@
  *   trials of jobs shared and jobs it runs alone, and keeps the faster way
  *   for a while (on a core another process holds, a worker costs more than
  *   it brings); whoever runs a chunk, its result is the same;
- * - a waiting thread spins for SN_POOL_SPIN pause instructions (the gap
- *   between two batches, microseconds) and then sleeps on a condition
- *   variable;
+ * - a waiting thread spins (pause instructions, for a time: SN_POOL_SPIN_NS
+ *   after the last job ended, at most SN_POOL_SPIN_MAX_NS in all) and then
+ *   sleeps on a condition variable;
  * - the workers start on the first parallel call, and again in a child
  *   process: a pthread_atfork child handler bumps a fork generation, and a
  *   pool of an older generation is abandoned (its threads do not exist in
@@ -42,12 +42,19 @@
 #define SN_PAUSE() ((void) 0)
 #endif
 
-/* pause instructions a thread spins before it sleeps: long enough to catch
- * the next job when the caller only takes an optimizer step in between,
- * short enough not to hold a core someone else needs. A pause took
- * 140-210 ns on the 2-core AMD EPYC test host (a VM), so ~20 us; a few
- * microseconds on hosts where it costs 10-40 cycles. */
-#define SN_POOL_SPIN 100
+/* How long a waiting thread spins before it sleeps, in nanoseconds: after
+ * the last job ended, long enough to catch the next one when the caller
+ * only takes an optimizer step and gathers a batch in between (~6 us at
+ * (20000, 20), h = 100, Adam); in all, long enough to outlast the other
+ * chunks of a job, short enough not to hold for long a core someone else
+ * needs. Counted in time: a pause instruction took 26 ns on one 2-core AMD
+ * EPYC host and 140-210 ns on another, and a count of 100 pauses, tuned on
+ * the second, let the worker sleep between every two jobs on the first
+ * (docs/kernels.md, "Waiting"). */
+#define SN_POOL_SPIN_NS 20000
+#define SN_POOL_SPIN_MAX_NS 200000
+/* pauses between two reads of the clock */
+#define SN_POOL_SPIN_CHECK 8
 #define SN_POOL_MAX_THREADS 64
 
 typedef void (*sn_chunk_fn)(void *arg, Py_ssize_t chunk, int thread);
@@ -101,6 +108,12 @@ static void sn_pool_register_atfork(void) {
     pthread_atfork(NULL, NULL, sn_pool_after_fork_child);
 }
 
+static inline int64_t sn_pool_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t) t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 /* Claim the next chunk of job `generation`, or -1 when none is left. */
 static inline Py_ssize_t sn_pool_claim(sn_pool_shared *s, uint32_t generation) {
     uint64_t t = __atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE);
@@ -136,12 +149,22 @@ static void *sn_pool_worker(void *p) {
     free(p);
     for (;;) {
         uint64_t t = 0;
-        int i, fresh = 0;
-        for (i = 0; i < SN_POOL_SPIN && !fresh; i++) {
+        int i = 0, fresh = 0;
+        int64_t began = sn_pool_now(), idle_since = began, now;
+        for (;;) {
             t = __atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE);
             fresh = (uint32_t) (t >> 32) != seen || __atomic_load_n(&s->shutdown, __ATOMIC_ACQUIRE);
-            if (!fresh)
-                SN_PAUSE();
+            if (fresh)
+                break;
+            SN_PAUSE();
+            if (++i % SN_POOL_SPIN_CHECK)
+                continue;
+            now = sn_pool_now();
+            /* while another thread still runs a chunk of the job, the next job is nearer */
+            if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) < (int) ((t >> 16) & 0xffff))
+                idle_since = now;
+            if (now - idle_since > SN_POOL_SPIN_NS || now - began > SN_POOL_SPIN_MAX_NS)
+                break;
         }
         if (!fresh) {
             pthread_mutex_lock(&s->lock);
@@ -218,12 +241,6 @@ static void sn_pool_init(sn_pool *pool, int n_threads) {
     pool->trial_ns[0] = pool->trial_ns[1] = 0;
 }
 
-static inline int64_t sn_pool_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t) t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 /* Account a job of `ns` nanoseconds to the current phase; move on when it ends. */
 static void sn_pool_next(sn_pool *pool, int64_t ns) {
     if (pool->phase == SN_TRY_SHARED || pool->phase == SN_TRY_ALONE)
@@ -259,7 +276,7 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     uint32_t generation;
     Py_ssize_t c;
     int i;
-    int64_t start;
+    int64_t start, waiting;
     if (pool->n_threads > 1 && n_chunks > 1 && pool->fork_generation != sn_fork_generation) {
         /* a forked child: the workers of this pool stayed in the parent */
         pool->shared = NULL;
@@ -291,12 +308,13 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     pthread_mutex_unlock(&s->lock);
     sn_pool_work(s, generation, 0);
     /* the chunks still running are on workers that are running */
-    for (i = 0; i < SN_POOL_SPIN; i++) {
-        if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) == n_chunks)
-            break;
+    waiting = sn_pool_now();
+    for (i = 1; __atomic_load_n(&s->done, __ATOMIC_ACQUIRE) != n_chunks; i++) {
         SN_PAUSE();
+        if (i % SN_POOL_SPIN_CHECK == 0 && sn_pool_now() - waiting > SN_POOL_SPIN_MAX_NS)
+            break;
     }
-    if (i == SN_POOL_SPIN) {
+    if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) != n_chunks) {
         pthread_mutex_lock(&s->lock);
         while (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) != n_chunks)
             pthread_cond_wait(&s->finished, &s->lock);
