@@ -108,14 +108,18 @@ cdef enum:
     # two share out evenly over 2, 4, ... threads; whole blocks keep the
     # serial batch's tiles). A chunk must hold enough work to pay for handing
     # it to another thread: min_rows = 2048 with BLAS (tall GEMM tiles), else
-    # CHUNK_WORK // (h (d + k)) rows. Measured with Adam's 200-row batches at
-    # (20000, 20), h = 100 (420k units, two chunks from CHUNK_WORK = 2**17):
-    # 54-58 us a batch on two idle cores against 80-85 us on one; with
-    # another process on one core the pool's trials keep such batches on the
-    # caller (csrc/_pool.h), level with one thread.
+    # CHUNK_WORK // (h (d + k)) rows, at least MIN_CHUNK_ROWS. Adam's 200-row
+    # batches split in two from d = 10, h = 100 (the drop-in's friedman1 fit
+    # 0.070-0.082 s against 0.102-0.104 s in one chunk); with another process
+    # on one core the pool's trials keep such batches on the caller
+    # (csrc/_pool.h), level with one thread.
     MAX_CHUNKS = 32
     BLAS_MIN_CHUNK_ROWS = 2048
-    CHUNK_WORK = 1 << 17
+    CHUNK_WORK = 1 << 16
+    # ... and at least two blocks of samples: each chunk also pays its own
+    # gradient slot and lane sums (four 1-2 block chunks of a 200-row batch
+    # at (20000, 20), h = 100 were slower than two: docs/kernels.md)
+    MIN_CHUNK_ROWS = 64
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
     SMALL_TILE_ELEMENTS = 32768
@@ -230,7 +234,7 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
         plan.max_tile_rows = BLAS_TILE_ROWS
     else:
         plan.min_chunk_rows = _round_up(
-            max(<Py_ssize_t> CHUNK_WORK // (h * (d + k)), <Py_ssize_t> 1), SN_LANES)
+            max(<Py_ssize_t> CHUNK_WORK // (h * (d + k)), <Py_ssize_t> MIN_CHUNK_ROWS), SN_LANES)
         plan.max_tile_rows = min(max(SMALL_TILE_ELEMENTS // (2 * h + d + k), <Py_ssize_t> SN_LANES),
                                  <Py_ssize_t> MAX_SMALL_TILE_ROWS)
     _set_rows(&plan, max_rows)

@@ -112,13 +112,14 @@ def test_packed_loss_is_loss_and_gradients_packed(backend, dtype, n, d, h, k):
 
 
 def test_a_later_batch_with_more_chunks_than_the_largest(compiled_backend):
-    # Cython rounds chunks to whole blocks of 32 samples: at h (d + k) = 4096
-    # a batch of 130 rows runs in 3 chunks, the epoch's last batch of 128 in
-    # 4; buffers and threads are sized for the most chunks of any batch
+    # Cython rounds chunks to whole blocks of 32 samples and gives a chunk at
+    # least 64 rows: at h (d + k) = 4096 a batch of 260 rows runs in 3 chunks
+    # (of 96 rows), the epoch's last batch of 256 in 4; buffers and threads
+    # are sized for the most chunks of any batch
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((258, 1))
+    X = rng.standard_normal((516, 1))
     y = np.sin(X[:, 0])
-    kwargs = dict(hidden=2048, optimizer="adam", batch_size=130, epochs=2, learning_rate=1e-3,
+    kwargs = dict(hidden=2048, optimizer="adam", batch_size=260, epochs=2, learning_rate=1e-3,
                   random_state=0, shuffle=False)
     ref = shallownet.fit(X, y, backend="numpy", **kwargs)
     fits = [shallownet.fit(X, y, backend=compiled_backend, n_threads=t, **kwargs)
