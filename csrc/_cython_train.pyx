@@ -108,11 +108,10 @@ cdef enum:
     # two share out evenly over 2, 4, ... threads; whole blocks keep the
     # serial batch's tiles). A chunk must hold enough work to pay for handing
     # it to another thread: min_rows = 2048 with BLAS (tall GEMM tiles), else
-    # CHUNK_WORK // (h (d + k)) rows, at least MIN_CHUNK_ROWS. Adam's 200-row
-    # batches split in two from d = 10, h = 100 (the drop-in's friedman1 fit
-    # 0.070-0.082 s against 0.102-0.104 s in one chunk); with another process
-    # on one core the pool's trials keep such batches on the caller
-    # (csrc/_pool.h), level with one thread.
+    # CHUNK_WORK // (h (d + k)) rows, at least MIN_CHUNK_ROWS: Adam's 200-row
+    # batches split in two from d = 10, h = 100 (measured in docs/kernels.md,
+    # "Threshold"); with another process on one core the pool's trials keep
+    # such batches on the caller (csrc/_pool.h), level with one thread.
     MAX_CHUNKS = 32
     BLAS_MIN_CHUNK_ROWS = 2048
     CHUNK_WORK = 1 << 16
