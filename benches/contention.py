@@ -16,8 +16,8 @@ Every implementation runs with its default threads, as a user runs it.
   slows down ~2x with one busy process per core.
 - parallel: ``GridSearchCV`` over ``shallownet.ShallowNetRegressor`` with
   ``n_jobs=1`` and ``n_jobs=2``, and joblib over 8 small fits (1000, 10, 16)
-  one after another and 2 at a time; > 1 in the speed-up column means
-  running side by side paid.
+  one after another and 2 at a time, of 200 and 2000 epochs; > 1 in the
+  speed-up column means running side by side paid.
 - fixed: ``shallownet.loss_and_gradients`` and an ``Evaluator``'s call at
   (100, 5, 8) and (10, 5, 8), and a fit's fixed cost at (1000, 1, 16) against
   scikit-learn's, measured as ``python -m shallownet.bench`` does (a fit of
@@ -46,7 +46,9 @@ CONTENTION_CASES = (("Adam, batches of 200", 4000, 20, 100, "adam", 20),
 QUICK_CONTENTION_CASES = (("Adam, batches of 200", 400, 5, 8, "adam", 2),
                           ("full-batch gd", 2000, 5, 8, "gd", 2))
 SMALL_FIT = (1000, 10, 16)     # joblib's fits and GridSearchCV's data
-SMALL_EPOCHS = 200             # scikit-learn's default max_iter
+# scikit-learn's default max_iter (fits of a few ms, where joblib's dispatch
+# of a task costs about as much as the fit), and ten times that
+SMALL_EPOCHS = (200, 2000)
 GRID = {"hidden": [8, 16], "alpha": [0.0, 1e-3]}   # with cv=3: 12 fits
 CALL_SHAPES = ((100, 5, 8), (10, 5, 8))
 FIXED_COST_SHAPE = (1000, 1, 16)
@@ -146,33 +148,45 @@ def parallel_part(args, backends):
     from sklearn.model_selection import GridSearchCV
 
     n, d, h = (200, 5, 8) if args.quick else SMALL_FIT
-    epochs = 5 if args.quick else SMALL_EPOCHS
+    epoch_counts = (5,) if args.quick else SMALL_EPOCHS
     X, y = cases.make_data(n, d)
     lines = ["## Fits side by side", "",
-             f"GridSearchCV(shallownet.ShallowNetRegressor(epochs={epochs}), {GRID}, cv=3) at {n}×{d}; "
+             f"GridSearchCV(shallownet.ShallowNetRegressor(epochs=E), {GRID}, cv=3) at {n}×{d}; "
              f"joblib (loky) over 8 fits of {cases.shape_label((n, d, h)).replace('x', '×')}, "
-             f"{epochs} epochs each. Speed-up: n_jobs=1's time over n_jobs=2's.", "",
-             "| what | backend | n_jobs=1 s | n_jobs=2 s | speed-up |", "|---|---|---|---|---|"]
-    for backend in backends:
-        def grid(n_jobs):
-            estimator = shallownet.ShallowNetRegressor(epochs=epochs, backend=backend, random_state=0)
-            return lambda: GridSearchCV(estimator, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
+             "E epochs each. Speed-up: n_jobs=1's time over n_jobs=2's.", "",
+             "| what | E | backend | n_jobs=1 s | n_jobs=2 s | speed-up |", "|---|---|---|---|---|---|"]
+    for epochs in epoch_counts:
+        for backend in backends:
+            def grid(n_jobs):
+                estimator = shallownet.ShallowNetRegressor(epochs=epochs, backend=backend,
+                                                           random_state=0)
+                return lambda: GridSearchCV(estimator, GRID, cv=3, n_jobs=n_jobs).fit(X, y)
 
-        def many(n_jobs):
-            return lambda: Parallel(n_jobs=n_jobs)(
-                delayed(shallownet.fit)(X, y, hidden=h, epochs=epochs, backend=backend, random_state=seed)
-                for seed in range(8))
-        for what, make in (("GridSearchCV, 12 fits", grid), ("joblib, 8 fits", many)):
-            runs = {1: make(1), 2: make(2)}
-            runs[2]()  # warm-up: the workers start and load the compiled kernels
-            runs[1]()
-            times = {1: [], 2: []}
-            for _ in range(args.repeats):
-                for jobs, run in runs.items():
-                    times[jobs].append(seconds(run))
-            one, two = statistics.median(times[1]), statistics.median(times[2])
-            log(f"parallel: {what} {backend}: {one:.3f} s with n_jobs=1, {two:.3f} s with 2")
-            lines.append(f"| {what} | {backend} | {one:.3f} | {two:.3f} | {one / two:.2f} |")
+            def many(n_jobs):
+                return lambda: Parallel(n_jobs=n_jobs)(
+                    delayed(shallownet.fit)(X, y, hidden=h, epochs=epochs, backend=backend,
+                                            random_state=seed)
+                    for seed in range(8))
+            for what, make in (("GridSearchCV, 12 fits", grid), ("joblib, 8 fits", many)):
+                runs = {1: make(1), 2: make(2)}
+                runs[2]()  # warm-up: the workers start and load the compiled kernels
+                runs[1]()
+                times = {1: [], 2: []}
+                for _ in range(args.repeats):
+                    for jobs, run in runs.items():
+                        times[jobs].append(seconds(run))
+                one, two = statistics.median(times[1]), statistics.median(times[2])
+                log(f"parallel: {what}, {epochs} epochs, {backend}: {one:.3f} s with n_jobs=1, "
+                    f"{two:.3f} s with 2")
+                lines.append(f"| {what} | {epochs} | {backend} | {one:.3f} | {two:.3f} | "
+                             f"{one / two:.2f} |")
+    # what joblib itself costs: the same dispatch with nothing to run
+    empty = {jobs: statistics.median(seconds(lambda: Parallel(n_jobs=jobs)(
+        delayed(int)(seed) for seed in range(8))) for _ in range(max(args.repeats, 3)))
+        for jobs in (1, 2)}
+    log(f"parallel: 8 empty tasks: {empty[1]:.4f} s with n_jobs=1, {empty[2]:.4f} s with 2")
+    lines += ["", f"joblib's own cost: 8 empty tasks take {empty[2] * 1e3:.1f} ms with n_jobs=2 "
+              f"({empty[1] * 1e3:.2f} ms with n_jobs=1)."]
     return lines
 
 
