@@ -3,18 +3,20 @@
  *
  * Tiles are feature-major: Zt[j*mp + i] is hidden unit j of sample i of the
  * tile, in rows of mp samples, mp a multiple of SN_LANES = 32 (the padding
- * samples are zero in Xt and Yt). Every loop runs over samples, contiguous,
+ * samples are zero in Xt and Yt). The O(d h) loops (sn_forward, sn_grad_W1)
+ * stop at the last register that holds one of the m samples; the output side
+ * runs over whole blocks. Every loop runs over samples, contiguous,
  * whatever d, h, k are (h = 1 vectorises as well as h = 64). Where a row
  * stride ld_* is separate, the tile is a window of a wider tile.
  *
  *   sn_activation_{d,f}(code, rows, cols, z_gprime, ld_z, a, ld_a)
  *                                                 a = g(z), z_gprime := g'(z)
  *   sn_transpose_{d,f}(m, cols, mp, src, dst)     dst = src^T, zero-padded
- *   sn_forward_{d,f}(d, h, mp, Xt, W1, b1, Zt)    Zt = W1^T Xt + b1
+ *   sn_forward_{d,f}(d, h, m, mp, Xt, W1, b1, Zt) Zt = W1^T Xt + b1
  *   sn_output_backward_{d,f}(...)                 loss, dL/dyhat, grad_b2,
  *                                                 grad_W2, dL/dz1, grad_b1
  *                                                 (sample weights optional)
- *   sn_grad_W1_{d,f}(d, h, mp, Xt, DZt, grad_W1)  grad_W1 += Xt DZt^T
+ *   sn_grad_W1_{d,f}(d, h, m, mp, Xt, DZt, grad_W1) grad_W1 += Xt DZt^T
  *   sn_prefetch_rows(order, rows, base, row_bytes) prefetch gathered rows
  * (d: double, f: float). Activation codes: 0 identity, 1 relu, 2 tanh,
  * 3 sigmoid, as in src/shallownet/_activations.py.
@@ -42,6 +44,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if !defined(__GNUC__) && !defined(__clang__)
@@ -296,17 +299,24 @@ static inline void sn_prefetch_rows(const int64_t *order, ptrdiff_t rows, const 
  * import (before any thread runs a kernel), then only read. */
 static int sn_isa_level = 0;
 
+/* The best the CPU runs, or less where the environment variable
+ * SHALLOWNET_ISA caps it ("avx2" or "baseline"; the tests run each build the
+ * CPU can run that way). */
 static const char *sn_select_isa(void)
 {
 #ifdef SN_X86
+    const char *cap = getenv("SHALLOWNET_ISA");
+    int max_level = cap == NULL ? 2 : strcmp(cap, "avx2") == 0 ? 1 :
+                    strcmp(cap, "baseline") == 0 ? 0 : 2;
     __builtin_cpu_init();   /* libgcc checks that the OS saves the AVX state too */
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+    if (max_level >= 2 &&
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         sn_isa_level = 2;
         return "avx512";
     }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (max_level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         sn_isa_level = 1;
         return "avx2";
     }
@@ -392,9 +402,6 @@ static const char *sn_select_isa(void)
 #define SN_V SN_FN(sn_vec)
 #define SN_VL ((int) (SN_VBYTES / sizeof(SN_T)))   /* lanes per register */
 #define SN_NV (SN_LANES / SN_VL)                  /* registers per block */
-/* hidden units per pass of sn_forward: they share each load of
- * Xt, and SN_JB * SN_NV = 8 independent accumulators keep the FMA units busy */
-#define SN_JB (SN_NV >= 8 ? 1 : 8 / SN_NV)
 /* features x units per pass of sn_grad_W1, one register each: 12
  * accumulators and 4 operands fill the 16 registers of AVX2 and SSE2; AVX-512
  * has 32 for 16 and 5 */
@@ -430,6 +437,30 @@ SN_TARGET SN_INLINE SN_T SN_FN(sn_sum_block)(const SN_V *block)
         SN_UNROLL for (int l = 0; l < width; l++)
             lane[l] += lane[l + width];
     return lane[0];
+}
+
+/* The lane trees of sn_sum_block for SN_VL registers at once, given each
+ * register's sum over the block's registers: lane q of the result is the
+ * tree sum of in[q]'s lanes. Each level adds, for every pair of registers,
+ * the lower and the upper half of each segment (two shuffles, one add), so
+ * every sum takes the same additions as lane[l] += lane[l + width], where
+ * one register at a time went through scalars (40% of the dW1 loops' time
+ * at 200-row batches, d = 20, h = 100: docs/kernels.md). Overwrites in. */
+typedef __typeof__((SN_V){0} < (SN_V){0}) SN_FN(sn_mask);
+SN_TARGET SN_INLINE SN_V SN_FN(sn_sum_lanes)(SN_V *in)
+{
+    SN_UNROLL for (int seg = SN_VL; seg >= 2; seg /= 2) {
+        SN_FN(sn_mask) lo, hi;
+        SN_UNROLL for (int o = 0; o < SN_VL; o++) {
+            lo[o] = (o / (seg / 2)) * seg + o % (seg / 2);
+            hi[o] = lo[o] + seg / 2;
+        }
+        /* seg / 2 registers come out of seg: in[q] holds segments of length seg / 2 */
+        SN_UNROLL for (int q = 0; q < seg / 2; q++)
+            in[q] = __builtin_shuffle(in[2 * q], in[2 * q + 1], lo)
+                    + __builtin_shuffle(in[2 * q], in[2 * q + 1], hi);
+    }
+    return in[0];
 }
 
 SN_TARGET SN_INLINE SN_T SN_FN(sn_dot)(const SN_T *restrict a, const SN_T *restrict b,
@@ -500,39 +531,74 @@ SN_TARGET static void SN_FN(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t c
 }
 
 /* Zt[j, :] = b1[j] + sum_p W1[p, j] Xt[p, :] for `units` hidden units from j
- * (a constant once inlined) */
-SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, ptrdiff_t j, ptrdiff_t d,
-                                                 ptrdiff_t h, ptrdiff_t mp,
-                                                 const SN_T *restrict Xt,
+ * over the blocks of samples from i0 to i1, the first nv registers of each
+ * (units and nv are constants once inlined; units * nv accumulators) */
+SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j, ptrdiff_t d,
+                                                 ptrdiff_t h, ptrdiff_t mp, ptrdiff_t i0,
+                                                 ptrdiff_t i1, const SN_T *restrict Xt,
                                                  const SN_T *restrict W1,
                                                  const SN_T *restrict b1, SN_T *restrict Zt)
 {
-    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
-        SN_V z[SN_JB][SN_NV], x[SN_NV];
+    for (ptrdiff_t i = i0; i < i1; i += SN_LANES) {
+        SN_V z[8][SN_NV], x[SN_NV];
         SN_UNROLL for (int u = 0; u < units; u++)
-            SN_SPLAT(z[u], b1[j + u]);
+            SN_UNROLL for (int v = 0; v < nv; v++)
+                z[u][v] = (SN_V){0} + b1[j + u];
         for (ptrdiff_t p = 0; p < d; p++) {
-            SN_LOAD(x, Xt + p * mp + i);
+            SN_UNROLL for (int v = 0; v < nv; v++)
+                memcpy(&x[v], Xt + p * mp + i + v * SN_VL, sizeof(SN_V));
             SN_UNROLL for (int u = 0; u < units; u++) {
                 SN_T w = W1[p * h + j + u];
-                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                SN_UNROLL for (int v = 0; v < nv; v++)
                     z[u][v] += w * x[v];
             }
         }
         SN_UNROLL for (int u = 0; u < units; u++)
-            SN_STORE(Zt + (j + u) * mp + i, z[u]);
+            SN_UNROLL for (int v = 0; v < nv; v++)
+                memcpy(Zt + (j + u) * mp + i + v * SN_VL, &z[u][v], sizeof(SN_V));
     }
 }
 
-SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
+/* every unit over the blocks from i0 to i1, nv registers each (a constant
+ * once inlined): the units of a pass share each load of Xt, and about 8
+ * independent accumulators keep the FMA units busy */
+SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdiff_t h,
+                                                     ptrdiff_t mp, ptrdiff_t i0, ptrdiff_t i1,
+                                                     const SN_T *restrict Xt,
+                                                     const SN_T *restrict W1,
+                                                     const SN_T *restrict b1,
+                                                     SN_T *restrict Zt)
+{
+    const int units = nv >= 8 ? 1 : 8 / nv;
+    ptrdiff_t j = 0;
+    for (; j + units <= h; j += units)
+        SN_FN(sn_forward_units)(units, nv, j, d, h, mp, i0, i1, Xt, W1, b1, Zt);
+    for (; j < h; j++)
+        SN_FN(sn_forward_units)(1, nv, j, d, h, mp, i0, i1, Xt, W1, b1, Zt);
+}
+
+/* z1 of the samples 0 ... m - 1, rounded up to whole registers: the last
+ * block may be partial (a 200-row batch in two chunks of 104 and 96 rows
+ * computes 104 and 96 samples, not 128 and 96), its registers computed as
+ * in a whole block, lane by lane the same sums; the columns past them up
+ * to mp are left as they were. */
+SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
                                         const SN_T *restrict Xt, const SN_T *restrict W1,
                                         const SN_T *restrict b1, SN_T *restrict Zt)
 {
-    ptrdiff_t j = 0;
-    for (; j + SN_JB <= h; j += SN_JB)
-        SN_FN(sn_forward_units)(SN_JB, j, d, h, mp, Xt, W1, b1, Zt);
-    for (; j < h; j++)
-        SN_FN(sn_forward_units)(1, j, d, h, mp, Xt, W1, b1, Zt);
+    ptrdiff_t mv = (m + SN_VL - 1) / SN_VL * SN_VL;
+    ptrdiff_t end = mv / SN_LANES * SN_LANES;     /* the whole blocks */
+    SN_FN(sn_forward_registers)(SN_NV, d, h, mp, 0, end, Xt, W1, b1, Zt);
+    switch ((mv - end) / SN_VL) {                 /* registers of the partial block */
+    /* (a case with n >= SN_NV cannot happen: compiled as n = 1, unused) */
+#define SN_TAIL_CASE(n) case n: SN_FN(sn_forward_registers)( \
+        n < SN_NV ? n : 1, d, h, mp, end, end + 1, Xt, W1, b1, Zt); break;
+    SN_TAIL_CASE(1) SN_TAIL_CASE(2) SN_TAIL_CASE(3) SN_TAIL_CASE(4) SN_TAIL_CASE(5)
+    SN_TAIL_CASE(6) SN_TAIL_CASE(7) SN_TAIL_CASE(8) SN_TAIL_CASE(9) SN_TAIL_CASE(10)
+    SN_TAIL_CASE(11) SN_TAIL_CASE(12) SN_TAIL_CASE(13) SN_TAIL_CASE(14) SN_TAIL_CASE(15)
+#undef SN_TAIL_CASE
+    default: break;
+    }
 }
 
 /* Everything of a tile on the output side, given At = a1 and Gt = g'(z1)
@@ -641,7 +707,7 @@ SN_TARGET static double SN_FN(sn_output_backward)(
  * ends the sum: the results are bitwise those of the block-by-block loop. */
 SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t p,
                                                  ptrdiff_t j, ptrdiff_t h, ptrdiff_t mp,
-                                                 const SN_T *restrict Xt,
+                                                 ptrdiff_t mv, const SN_T *restrict Xt,
                                                  const SN_T *restrict DZt,
                                                  SN_T *restrict grad_W1)
 {
@@ -651,7 +717,7 @@ SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t 
         SN_UNROLL for (int r = 0; r < rows; r++)
             SN_UNROLL for (int u = 0; u < units; u++)
                 acc[r][u] = (SN_V){0};
-        for (ptrdiff_t i = v * SN_VL; i < mp; i += SN_LANES) {
+        for (ptrdiff_t i = v * SN_VL; i < mv; i += SN_LANES) {
             SN_UNROLL for (int r = 0; r < rows; r++)
                 memcpy(&x[r], Xt + (p + r) * mp + i, sizeof(SN_V));
             SN_UNROLL for (int u = 0; u < units; u++) {
@@ -664,22 +730,40 @@ SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t 
             SN_UNROLL for (int u = 0; u < units; u++)
                 lanes[r][u][v] = acc[r][u];
     }
+    /* sn_sum_block for each (feature, unit): its registers' tree, then the
+     * lanes' trees SN_VL accumulators at a time (zeros fill the last group) */
+    SN_V red[SN_RB * SN_UB];
     SN_UNROLL for (int r = 0; r < rows; r++)
-        SN_UNROLL for (int u = 0; u < units; u++)
-            grad_W1[(p + r) * h + j + u] += SN_FN(sn_sum_block)(lanes[r][u]);
+        SN_UNROLL for (int u = 0; u < units; u++) {
+            SN_V *l = lanes[r][u];
+            SN_UNROLL for (int width = SN_NV / 2; width >= 1; width /= 2)
+                SN_UNROLL for (int v = 0; v < width; v++)
+                    l[v] += l[v + width];
+            red[r * units + u] = l[0];
+        }
+    SN_UNROLL for (int g = 0; g < rows * units; g += SN_VL) {
+        SN_V group[SN_VL];
+        SN_UNROLL for (int q = 0; q < SN_VL; q++)
+            group[q] = g + q < rows * units ? red[g + q] : (SN_V){0};
+        SN_V sums = SN_FN(sn_sum_lanes)(group);
+        SN_UNROLL for (int q = 0; q < SN_VL; q++)
+            if (g + q < rows * units)
+                grad_W1[(p + (g + q) / units) * h + j + (g + q) % units] += sums[q];
+    }
 }
 
 /* the units j .. h - 1 of `rows` features from p (a constant once inlined) */
 SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_rows)(int rows, ptrdiff_t p, ptrdiff_t h,
-                                                ptrdiff_t mp, const SN_T *restrict Xt,
+                                                ptrdiff_t mp, ptrdiff_t mv,
+                                                const SN_T *restrict Xt,
                                                 const SN_T *restrict DZt,
                                                 SN_T *restrict grad_W1)
 {
     ptrdiff_t j = 0;
     for (; j + SN_UB <= h; j += SN_UB)
-        SN_FN(sn_grad_W1_block)(rows, SN_UB, p, j, h, mp, Xt, DZt, grad_W1);
+        SN_FN(sn_grad_W1_block)(rows, SN_UB, p, j, h, mp, mv, Xt, DZt, grad_W1);
     switch (h - j) {
-#define SN_UNITS_CASE(u) case u: SN_FN(sn_grad_W1_block)(rows, u, p, j, h, mp, Xt, DZt, grad_W1); break;
+#define SN_UNITS_CASE(u) case u: SN_FN(sn_grad_W1_block)(rows, u, p, j, h, mp, mv, Xt, DZt, grad_W1); break;
     SN_UNITS_CASE(1)
     SN_UNITS_CASE(2)
     SN_UNITS_CASE(3)
@@ -691,18 +775,21 @@ SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_rows)(int rows, ptrdiff_t p, ptrdiff_t
     }
 }
 
-SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp,
+/* over the samples 0 ... m - 1 rounded up to whole registers, as sn_forward:
+ * the registers skipped hold padding, whose products are exact zeros */
+SN_TARGET static void SN_FN(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
                                         const SN_T *restrict Xt, const SN_T *restrict DZt,
                                         SN_T *restrict grad_W1)
 {
+    ptrdiff_t mv = (m + SN_VL - 1) / SN_VL * SN_VL;
     ptrdiff_t p = 0;
     for (; p + SN_RB <= d; p += SN_RB)
-        SN_FN(sn_grad_W1_rows)(SN_RB, p, h, mp, Xt, DZt, grad_W1);
+        SN_FN(sn_grad_W1_rows)(SN_RB, p, h, mp, mv, Xt, DZt, grad_W1);
     switch (d - p) {
-    case 1: SN_FN(sn_grad_W1_rows)(1, p, h, mp, Xt, DZt, grad_W1); break;
-    case 2: SN_FN(sn_grad_W1_rows)(2, p, h, mp, Xt, DZt, grad_W1); break;
+    case 1: SN_FN(sn_grad_W1_rows)(1, p, h, mp, mv, Xt, DZt, grad_W1); break;
+    case 2: SN_FN(sn_grad_W1_rows)(2, p, h, mp, mv, Xt, DZt, grad_W1); break;
 #if SN_RB > 3
-    case 3: SN_FN(sn_grad_W1_rows)(3, p, h, mp, Xt, DZt, grad_W1); break;
+    case 3: SN_FN(sn_grad_W1_rows)(3, p, h, mp, mv, Xt, DZt, grad_W1); break;
 #endif
     default: break;
     }
@@ -757,7 +844,6 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
 #undef SN_V
 #undef SN_VL
 #undef SN_NV
-#undef SN_JB
 #undef SN_RB
 #undef SN_UB
 #undef SN_LOAD
@@ -803,10 +889,10 @@ static void SN_PUB(sn_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
     }
 }
 
-static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp, const SN_T *Xt,
-                               const SN_T *W1, const SN_T *b1, SN_T *Zt)
+static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
+                               const SN_T *Xt, const SN_T *W1, const SN_T *b1, SN_T *Zt)
 {
-    SN_CALL(sn_forward, (d, h, mp, Xt, W1, b1, Zt));
+    SN_CALL(sn_forward, (d, h, m, mp, Xt, W1, b1, Zt));
 }
 
 static double SN_PUB(sn_output_backward)(
@@ -819,10 +905,10 @@ static double SN_PUB(sn_output_backward)(
                     grad_b2));
 }
 
-static void SN_PUB(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t mp, const SN_T *Xt,
-                               const SN_T *DZt, SN_T *grad_W1)
+static void SN_PUB(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
+                               const SN_T *Xt, const SN_T *DZt, SN_T *grad_W1)
 {
-    SN_CALL(sn_grad_W1, (d, h, mp, Xt, DZt, grad_W1));
+    SN_CALL(sn_grad_W1, (d, h, m, mp, Xt, DZt, grad_W1));
 }
 
 static void SN_PUB(sn_adam)(ptrdiff_t size, SN_T *p, const SN_T *g, SN_T *m, SN_T *v, SN_T lr,

@@ -57,10 +57,10 @@ cdef extern from "_activations.h" nogil:
                          Py_ssize_t ld_z, float *a, Py_ssize_t ld_a)
     void sn_transpose_d(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const double *src, double *dst)
     void sn_transpose_f(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const float *src, float *dst)
-    void sn_forward_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const double *Xt,
-                      const double *W1, const double *b1, double *Zt)
-    void sn_forward_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const float *Xt,
-                      const float *W1, const float *b1, float *Zt)
+    void sn_forward_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp,
+                      const double *Xt, const double *W1, const double *b1, double *Zt)
+    void sn_forward_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp,
+                      const float *Xt, const float *W1, const float *b1, float *Zt)
     double sn_output_backward_d(Py_ssize_t h, Py_ssize_t k, Py_ssize_t m, Py_ssize_t mp,
                                 const double *At, const double *W2, const double *b2,
                                 double two_over_w, const double *Wt, double *Yt, double *Gt,
@@ -71,10 +71,10 @@ cdef extern from "_activations.h" nogil:
                                 float two_over_w, const float *Wt, float *Yt, float *Gt,
                                 Py_ssize_t ld_g, float *grad_b1, float *grad_W2,
                                 float *grad_b2)
-    void sn_grad_W1_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const double *Xt,
-                      const double *DZt, double *grad_W1)
-    void sn_grad_W1_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t mp, const float *Xt,
-                      const float *DZt, float *grad_W1)
+    void sn_grad_W1_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp,
+                      const double *Xt, const double *DZt, double *grad_W1)
+    void sn_grad_W1_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp,
+                      const float *Xt, const float *DZt, float *grad_W1)
     void sn_adam_d(Py_ssize_t size, double *p, const double *g, double *m, double *v,
                    double lr, double beta1, double c1, double beta2, double c2,
                    double bias1, double bias2, double eps)
@@ -104,14 +104,14 @@ cdef enum:
     ADAM = 1
     # docs/kernels.md ("Threshold"): a batch of n rows splits into n_chunks =
     # the largest power of two <= min(32, n // min_rows) chunks of
-    # ceil(n / n_chunks) rows rounded up to whole blocks of samples (powers of
-    # two share out evenly over 2, 4, ... threads; whole blocks keep the
-    # serial batch's tiles). A chunk must hold enough work to pay for handing
-    # it to another thread: min_rows = 2048 with BLAS (tall GEMM tiles), else
-    # CHUNK_WORK // (h (d + k)) rows, at least MIN_CHUNK_ROWS: Adam's 200-row
-    # batches split in two from d = 10, h = 100 (measured in docs/kernels.md,
-    # "Threshold"); with another process on one core the pool's trials keep
-    # such batches on the caller (csrc/_pool.h), level with one thread.
+    # ceil(n / n_chunks) rows rounded up to CHUNK_ROW_MULTIPLE (powers of
+    # two share out evenly over 2, 4, ... threads). A chunk must hold enough
+    # work to pay for handing it to another thread: min_rows = 2048 with
+    # BLAS (tall GEMM tiles), else CHUNK_WORK // (h (d + k)) rows, at least
+    # MIN_CHUNK_ROWS: Adam's 200-row batches split in two from d = 10,
+    # h = 100 (measured in docs/kernels.md, "Threshold"); with another
+    # process on one core the pool's trials keep such batches on the caller
+    # (csrc/_pool.h), level with one thread.
     MAX_CHUNKS = 32
     BLAS_MIN_CHUNK_ROWS = 2048
     CHUNK_WORK = 1 << 16
@@ -119,6 +119,10 @@ cdef enum:
     # gradient slot and lane sums (four 1-2 block chunks of a 200-row batch
     # at (20000, 20), h = 100 were slower than two: docs/kernels.md)
     MIN_CHUNK_ROWS = 64
+    # chunk lengths are multiples of this many rows (the doubles of an
+    # AVX-512 register): the loops stop at a chunk's last register, so its
+    # padding is under a register, not up to 31 rows (docs/kernels.md)
+    CHUNK_ROW_MULTIPLE = 8
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
     SMALL_TILE_ELEMENTS = 32768
@@ -209,9 +213,10 @@ cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     plan.n_chunks = _max_chunks(plan, n)
     plan.chunk_rows = (n + plan.n_chunks - 1) // plan.n_chunks
     if plan.n_chunks > 1:
-        # whole blocks of samples: no padding but in the last chunk, so the
-        # chunks hold no more padded samples than the batch in one chunk
-        plan.chunk_rows = _round_up(plan.chunk_rows, SN_LANES)
+        # whole registers of samples (the kernels stop at the last register
+        # holding a sample): chunks as even as that allows, 104 and 96 rows
+        # of a 200-row batch, where whole blocks made 128 and 72
+        plan.chunk_rows = _round_up(plan.chunk_rows, CHUNK_ROW_MULTIPLE)
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
     # tiles of equal length (no short last tile), at most max_tile_rows and
     # no longer than a chunk (small n), always whole blocks of samples
@@ -242,7 +247,7 @@ cdef Plan _make_plan(Py_ssize_t max_rows, Py_ssize_t d, Py_ssize_t h, Py_ssize_t
     plan.sub_rows = _sub_rows(&plan)
     plan.two_over_w = 2.0 / max_rows
     # a bound for every batch of at most max_rows rows (rounding the chunks
-    # to whole blocks may leave the largest batch fewer than a smaller one)
+    # up may leave the largest batch fewer than a smaller one)
     plan.max_chunks = _max_chunks(&plan, max_rows)
     plan.n_workers = max(1, min(<Py_ssize_t> n_threads, plan.max_chunks))
     plan.n_params = d * h + h + h * k + k
@@ -388,28 +393,29 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
         _transpose(m, d, mp, X_tile, Xt)
         _transpose(m, k, mp, Y + row0 * k, Yt)
         if floating is double:
-            sn_forward_d(d, h, mp, Xt, W1, b1, Zt)
+            sn_forward_d(d, h, m, mp, Xt, W1, b1, Zt)
         else:
-            sn_forward_f(d, h, mp, Xt, W1, b1, Zt)
+            sn_forward_f(d, h, m, mp, Xt, W1, b1, Zt)
         if m == mp:
             _activation(plan.activation_code, 1, h * mp, Zt, 0, At, 0)
         else:
             # a short tile (a minibatch of 200 rows pads to 224): g on the m
-            # real samples of each unit only. The padding keeps Zt = b1 (Xt
-            # is 0 there) as its "g'" and gets At = 0: finite values that
-            # dL/dyhat = 0 turns into exact zeros.
+            # real samples of each unit only. The padding (which sn_forward
+            # leaves as it was past the last register) gets g' = 0 and
+            # At = 0: finite values that dL/dyhat = 0 turns into exact zeros.
             _activation(plan.activation_code, h, m, Zt, mp, At, mp)
             for j in range(h):
                 for i in range(m, mp):
                     At[j * mp + i] = 0
+                    Zt[j * mp + i] = 0
         if w != NULL:
             _weights_tile(m, mp, w + row0, Wt)
             Wt_or_unit = Wt
         loss[0] += _output_backward(plan, m, mp, At, W2, b2, Wt_or_unit, Yt, Zt, mp, grad)
         if floating is double:
-            sn_grad_W1_d(d, h, mp, Xt, Zt, grad_W1)
+            sn_grad_W1_d(d, h, m, mp, Xt, Zt, grad_W1)
         else:
-            sn_grad_W1_f(d, h, mp, Xt, Zt, grad_W1)
+            sn_grad_W1_f(d, h, m, mp, Xt, Zt, grad_W1)
         return
 
     # z1 = X W1 + b1: column-major Zt is (mp x h), Zt[:m] += X_tile (m x d) @ W1 (d x h)

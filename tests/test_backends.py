@@ -1,5 +1,9 @@
 """Every compiled backend against the NumPy reference."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.special import expit
@@ -112,14 +116,14 @@ def test_packed_loss_is_loss_and_gradients_packed(backend, dtype, n, d, h, k):
 
 
 def test_a_later_batch_with_more_chunks_than_the_largest(compiled_backend):
-    # Cython rounds chunks to whole blocks of 32 samples and gives a chunk at
-    # least 64 rows: at h (d + k) = 4096 a batch of 260 rows runs in 3 chunks
-    # (of 96 rows), the epoch's last batch of 256 in 4; buffers and threads
-    # are sized for the most chunks of any batch
+    # Cython rounds chunks up to multiples of 8 rows and gives a chunk at
+    # least 64 rows: at h (d + k) = 4096 a batch of 1025 rows runs in 15
+    # chunks (of 72 rows), the epoch's last batch of 1024 in 16; buffers and
+    # threads are sized for the most chunks of any batch
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((516, 1))
+    X = rng.standard_normal((2049, 1))
     y = np.sin(X[:, 0])
-    kwargs = dict(hidden=2048, optimizer="adam", batch_size=260, epochs=2, learning_rate=1e-3,
+    kwargs = dict(hidden=2048, optimizer="adam", batch_size=1025, epochs=2, learning_rate=1e-3,
                   random_state=0, shuffle=False)
     ref = shallownet.fit(X, y, backend="numpy", **kwargs)
     fits = [shallownet.fit(X, y, backend=compiled_backend, n_threads=t, **kwargs)
@@ -259,3 +263,59 @@ def test_numba_thread_count_is_set_for_the_fit_and_restored():
                                          shallownet.fit(X, y, epochs=1, backend="numba").params,
                                          ACTIVATION_TABLE["tanh"].code, 0.0, 1)
     assert np.isfinite(loss) and numba.get_num_threads() == before
+
+
+# Fits whose batches end in a partial block of 32 samples, in one chunk and in
+# several (chunks of multiples of 8 rows): (n, d, h, k, options)
+_ISA_CASES = [(517, 3, 16, 1, {}), (77, 1, 5, 2, {}), (4100, 5, 8, 1, {}),
+              (1000, 20, 100, 1, dict(optimizer="adam", batch_size=200, learning_rate=1e-3)),
+              (333, 7, 33, 2, dict(optimizer="adam", batch_size=61, learning_rate=1e-3))]
+_ISA_SCRIPT = """
+import sys, numpy as np, shallownet
+from shallownet import _cython_train
+sys.path.insert(0, sys.argv[1])
+from conftest import make_problem
+out = {"isa": np.array(_cython_train.ISA)}
+for i, (n, d, h, k, options) in enumerate(%r):
+    for dtype in (np.float64, np.float32):
+        X, y = make_problem(n, d, k, seed=i, dtype=dtype)
+        fit = shallownet.fit(X, y, hidden=h, epochs=20, random_state=1, backend="cython",
+                             activation="tanh", **{"learning_rate": 0.05, **options})
+        for j, p in enumerate(fit.params):
+            out[f"{i}-{np.dtype(dtype).name}-{j}"] = p
+np.savez(sys.argv[2], **out)
+""" % (_ISA_CASES,)
+
+
+def test_every_isa_build_of_the_cython_loops(tmp_path):
+    # The extension holds AVX-512, AVX2 and baseline builds of its loops and
+    # runs the best the CPU has; SHALLOWNET_ISA caps it, so every build this
+    # CPU can run is checked here: against the reference, and AVX2 against
+    # AVX-512 bit for bit (the same lanes, trees and FMA contraction)
+    if "cython" not in shallownet.available_backends():
+        pytest.fail("the cython backend is missing from the build")
+    script = tmp_path / "isa_fits.py"
+    script.write_text(_ISA_SCRIPT)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    results = {}
+    for cap in ("baseline", "avx2", "avx512"):
+        path = tmp_path / f"{cap}.npz"
+        proc = subprocess.run([sys.executable, str(script), tests_dir, str(path)],
+                              env={**os.environ, "SHALLOWNET_ISA": cap},
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        with np.load(path) as got:
+            results[str(got["isa"])] = {key: got[key] for key in got.files if key != "isa"}
+    assert "baseline" in results
+    for i, (n, d, h, k, options) in enumerate(_ISA_CASES):
+        for dtype, rtol in ((np.float64, RTOL64), (np.float32, RTOL32)):
+            X, y = make_problem(n, d, k, seed=i, dtype=dtype)
+            ref = shallownet.fit(X, y, hidden=h, epochs=20, random_state=1, backend="numpy",
+                                 activation="tanh", **{"learning_rate": 0.05, **options})
+            for isa, params in results.items():
+                for j, r in enumerate(ref.params):
+                    got = params[f"{i}-{np.dtype(dtype).name}-{j}"]
+                    assert relative_error(got, r) <= rtol, (isa, i, np.dtype(dtype).name, j)
+    if "avx2" in results and "avx512" in results:
+        for key, value in results["avx2"].items():
+            assert np.array_equal(value, results["avx512"][key]), key
