@@ -36,6 +36,8 @@
 # in order are slices of X and Y. The whole block of epochs runs with the GIL
 # released.
 
+import threading
+
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uintptr_t, int64_t
 from libc.math cimport isfinite, pow, sqrt
@@ -181,6 +183,8 @@ ctypedef struct Plan:
 
 # The instruction set the C loops run with, chosen once for this CPU at import.
 ISA = sn_select_isa().decode()
+# d*h from which the two d x h products go to BLAS (below, the C loops do them)
+BLAS_FROM_DH = BLAS_MIN_DH
 
 
 cdef inline Py_ssize_t _round_up(Py_ssize_t x, Py_ssize_t multiple) noexcept nogil:
@@ -586,11 +590,16 @@ cdef class _Workspace:
     cdef char *gathered     # shuffled batch: X rows, Y rows, weights
     cdef double *chunk_loss
     cdef sn_pool pool       # the threads that share the chunks, one scratch each
+    cdef Py_ssize_t capacity[6]   # the sizes asked for (_fits)
+    cdef int n_threads
 
     def __cinit__(self, Py_ssize_t scratch_elems, Py_ssize_t chunk_grad_elems,
                   Py_ssize_t grad_elems, Py_ssize_t gather_elems, Py_ssize_t n_chunks,
                   Py_ssize_t itemsize, int n_threads):
         cdef Py_ssize_t sizes[5]
+        self.capacity = [scratch_elems, chunk_grad_elems, grad_elems, gather_elems, n_chunks,
+                         itemsize]
+        self.n_threads = n_threads
         # the workers start on the first batch of more than one chunk
         sn_pool_init(&self.pool, n_threads)
         sizes[0] = _round_up(scratch_elems * itemsize, ALIGN_BYTES)
@@ -621,6 +630,29 @@ cdef _Workspace _allocate(const Plan *plan, Py_ssize_t gather_rows, Py_ssize_t i
                       * plan.grad_stride,
                       plan.grad_stride, gather_rows * (plan.d + plan.k + 1), plan.max_chunks,
                       itemsize, <int> plan.n_workers)
+
+
+# loss_and_gradients keeps its last workspace (buffers and the pool's
+# threads) per Python thread for the next call that fits in it, where a new
+# one per call cost its allocation and, on a call of several chunks, a
+# thread start: at (442, 10, 100) on two threads ~60 us of a ~110 us call
+# (docs/kernels.md). Large ones are not kept (their calls dwarf the set-up).
+_kept = threading.local()
+MAX_KEPT_BYTES = 1 << 23
+
+
+cdef _Workspace _call_workspace(const Plan *plan, Py_ssize_t itemsize):
+    cdef _Workspace ws = getattr(_kept, "workspace", None)
+    cdef Py_ssize_t need[6]
+    need = [plan.n_workers * plan.scratch_stride,
+            (plan.max_chunks if plan.max_chunks > 1 or plan.use_blas else 0) * plan.grad_stride,
+            plan.grad_stride, 0, plan.max_chunks, itemsize]
+    if (ws is not None and ws.n_threads == plan.n_workers and ws.capacity[5] == itemsize
+            and all(need[i] <= ws.capacity[i] for i in range(5))):
+        return ws
+    ws = _allocate(plan, 0, itemsize)
+    _kept.workspace = ws if (need[0] + need[1] + need[2]) * itemsize <= MAX_KEPT_BYTES else None
+    return ws
 
 
 cdef bint _all_ones(const floating *w, Py_ssize_t n) noexcept nogil:
@@ -962,7 +994,7 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef Py_ssize_t n = X.shape[0]
     cdef Plan plan = _make_plan(n, X.shape[1], W1.shape[1], Y.shape[1],
                                 activation_code, n_threads)
-    cdef _Workspace ws = _allocate(&plan, 0, sizeof(floating))
+    cdef _Workspace ws = _call_workspace(&plan, sizeof(floating))
     cdef floating *grad = <floating *> ws.grad
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k, i
     cdef const floating *w = &sample_weight[0]

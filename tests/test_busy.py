@@ -231,6 +231,69 @@ def test_evaluator_matches_loss_and_gradients_and_checks_params(backend):
         evaluate(params._replace(W1=np.zeros((4, 8))))
 
 
+def test_blas_threads_are_limited_only_where_blas_runs(monkeypatch):
+    # an Evaluator call sets and restores BLAS's thread count only where the
+    # backend sends the products to BLAS: Cython's loops do them below
+    # d x h = 4096, the NumPy reference never does
+    from shallownet import backends
+    limits = []
+    real = _threads.blas_limit
+    monkeypatch.setattr(_threads, "blas_limit", lambda n: limits.append(n) or real(n))
+    for backend, (n, d, h), limited in (("cython", (442, 10, 100), False),
+                                        ("cython", (300, 70, 64), True),
+                                        ("numpy", (442, 10, 100), True)):
+        X, y = make_problem(n, d, 1)
+        params = shallownet._params.init_params(d, h, 1, "tanh", 0, np.float64)
+        limits.clear()
+        shallownet.Evaluator(X, y, backend=backend)(params)
+        assert bool(limits) == limited, (backend, n, d, h)
+        module = backends._load(backend)
+        assert (backends.blas_work(module, n, d, h) > 0) == limited
+
+
+def test_loss_and_gradients_calls_that_reuse_buffers_agree(backend):
+    # the Cython backend keeps a call's buffers and threads for the next call
+    # of each Python thread that fits in them: calls of other shapes, dtypes
+    # and thread counts in between, and calls from several threads at once,
+    # give what a first call gives
+    cases = [(442, 10, 100, 2), (60, 3, 5, 1), (442, 10, 100, 1), (3000, 70, 64, 2),
+             (442, 10, 100, 2)]
+    problems = {}
+    for n, d, h, threads in cases:
+        X, y = make_problem(n, d, 1, seed=n + d)
+        problems[(n, d, h)] = (X, y, shallownet._params.init_params(d, h, 1, "tanh", 0,
+                                                                     np.float64))
+
+    def evaluate(n, d, h, threads, dtype=np.float64):
+        X, y, params = problems[(n, d, h)]
+        params = shallownet.Params(*(p.astype(dtype) for p in params))
+        return shallownet.loss_and_gradients(params, X.astype(dtype), y.astype(dtype),
+                                             backend=backend, n_threads=threads)
+
+    first = {case: evaluate(*case) for case in cases}
+    again = [evaluate(*case) for case in cases]
+    again.append(evaluate(442, 10, 100, 2, np.float32))
+    again.append(evaluate(442, 10, 100, 2))
+    results = {}
+
+    def worker(i):
+        results[i] = [evaluate(*case) for case in cases[::-1] * 3]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for case, (loss, grads) in zip(cases + [cases[0]], again[:5] + again[6:]):
+        assert loss == first[case][0]
+        for g, r in zip(grads, first[case][1]):
+            np.testing.assert_array_equal(g, r)
+    for got in results.values():
+        for case, (loss, grads) in zip(cases[::-1] * 3, got):
+            assert loss == first[case][0]
+            for g, r in zip(grads, first[case][1]):
+                np.testing.assert_array_equal(g, r)
+
+
 def test_zero_hidden_units_is_a_value_error_everywhere(backend):
     X, y = make_problem(10, 3, 1)
     empty = (np.zeros((3, 0)), np.zeros(0), np.zeros((0, 1)), np.zeros(1))

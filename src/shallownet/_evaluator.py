@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _validation as v
 from ._params import Params, ParamsLike
-from .backends import BLAS_SERIAL_WORK, resolve_backend, thread_limits
+from .backends import BLAS_SERIAL_WORK, blas_work, resolve_backend, thread_limits
 
 
 class Evaluator:
@@ -110,7 +110,7 @@ class Evaluator:
             evaluator's dtype.
         """
         checked = self._params(params)
-        work = self.X.shape[0] * self.X.shape[1] * checked.W1.shape[1]
+        work = blas_work(self._module, self.X.shape[0], *checked.W1.shape)
         args = (self.X, self.Y, self.sample_weight, checked, self.activation.code, self.alpha,
                 self.n_threads)
         if work < BLAS_SERIAL_WORK:

@@ -59,6 +59,11 @@ def configure(n, d, h, k, itemsize, n_threads):
     return _flag(use_gemm), _flag(n_chunks > 1 and n_threads > 1)
 
 
+def uses_gemm(d, h):
+    """Whether layers of these sizes take the GEMM tiles (BLAS)."""
+    return bool(plan.py_func(1, d, h, 1, 8)[3])
+
+
 @cache
 def trainer(code, kind, gemm, parallel, gather):
     """The compiled ``train(data, params, state, settings, epochs, ws)`` of

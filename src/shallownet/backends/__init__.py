@@ -36,6 +36,12 @@ the parameters and optimizer state private C-contiguous arrays in that dtype):
     many evaluations on the same data. A backend without it gets
     ``open_packed_loss`` below, over ``loss_and_gradients``.
 
+``uses_blas(d, h) -> bool`` (optional)
+    Whether a call on layers of these sizes runs its two d x h products
+    through BLAS (absent: always). ``blas_work`` below reads it, so that a
+    call whose products are the backend's own loops leaves BLAS's thread
+    count alone.
+
 ``apply_activation(z, activation_code) -> (g(z), g'(z))``
     The backend's own activation and derivative on a C-contiguous 1-D array
     (for the tests that compare every backend with NumPy over the float range).
@@ -135,6 +141,14 @@ def resolve_backend(backend):
 # smaller needs no limit: small calls skip setting and restoring it (two
 # library calls each way, most of a small loss_and_gradients call).
 BLAS_SERIAL_WORK = 1 << 18
+
+
+def blas_work(module, n, d, h):
+    """The m n k of the largest BLAS product of a call into ``module`` on n
+    rows and layers d x h (0 when the backend's own loops do the products),
+    for ``thread_limits``."""
+    uses_blas = getattr(module, "uses_blas", None)
+    return n * d * h if uses_blas is None or uses_blas(d, h) else 0
 
 
 @contextlib.contextmanager

@@ -18,6 +18,11 @@ from .._params import Params
 BLAS_THREADS = 1
 
 
+def uses_blas(d, h):
+    """Whether the two d x h products of a call go to BLAS."""
+    return d * h >= _kernels.BLAS_FROM_DH
+
+
 def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     """A callable ``run(epoch0, start, count, orders) -> finished`` over these
     arrays (see ``shallownet.backends``): a ``_cython_train.Run``, whose plan,

@@ -55,6 +55,11 @@ from .._params import Params
 # The kernels call BLAS from inside their own parallel region: one thread each.
 BLAS_THREADS = 1
 
+
+def uses_blas(d, h):
+    """Whether the two d x h products of a call go to BLAS (the GEMM tiles)."""
+    return kernels.uses_gemm(d, h)
+
 # the thread count ``threads`` has set for this Python thread's run of calls
 _run = threading.local()
 
