@@ -419,33 +419,41 @@ typedef SN_T SN_V __attribute__((vector_size(SN_VBYTES)));
 #define SN_SPLAT(block, scalar) \
     SN_UNROLL for (int v_ = 0; v_ < SN_NV; v_++) (block)[v_] = (SN_V){0} + (scalar)
 
+/* sn_sum_block's first levels: the block's registers added as a tree,
+ * r[v] += r[v + width] for width = SN_NV/2, ..., 1 */
+SN_TARGET SN_INLINE SN_V SN_FN(sn_sum_registers)(const SN_V *block)
+{
+    SN_V r[SN_NV];
+    SN_UNROLL for (int v = 0; v < SN_NV; v++)
+        r[v] = block[v];
+    SN_UNROLL for (int width = SN_NV / 2; width >= 1; width /= 2)
+        SN_UNROLL for (int v = 0; v < width; v++)
+            r[v] += r[v + width];
+    return r[0];
+}
+
 /* The SN_LANES lanes of a block summed as a tree, lane[l] += lane[l + width]
  * for width = SN_LANES/2, ..., 1: the same order on every ISA. The widths of
  * whole registers are register additions; only the last log2(SN_VL) levels
  * run on scalars. */
 SN_TARGET SN_INLINE SN_T SN_FN(sn_sum_block)(const SN_V *block)
 {
-    SN_V r[SN_NV];
+    SN_V r = SN_FN(sn_sum_registers)(block);
     SN_T lane[SN_VL];
-    SN_UNROLL for (int v = 0; v < SN_NV; v++)
-        r[v] = block[v];
-    SN_UNROLL for (int width = SN_NV / 2; width >= 1; width /= 2)
-        SN_UNROLL for (int v = 0; v < width; v++)
-            r[v] += r[v + width];
-    memcpy(lane, &r[0], sizeof lane);
+    memcpy(lane, &r, sizeof lane);
     SN_UNROLL for (int width = SN_VL / 2; width >= 1; width /= 2)
         SN_UNROLL for (int l = 0; l < width; l++)
             lane[l] += lane[l + width];
     return lane[0];
 }
 
-/* The lane trees of sn_sum_block for SN_VL registers at once, given each
- * register's sum over the block's registers: lane q of the result is the
- * tree sum of in[q]'s lanes. Each level adds, for every pair of registers,
- * the lower and the upper half of each segment (two shuffles, one add), so
- * every sum takes the same additions as lane[l] += lane[l + width], where
- * one register at a time went through scalars (40% of the dW1 loops' time
- * at 200-row batches, d = 20, h = 100: docs/kernels.md). Overwrites in. */
+/* The lane trees of sn_sum_block for SN_VL registers at once, each given
+ * as sn_sum_registers of its block: lane q of the result is the tree sum of
+ * in[q]'s lanes. Each level adds, for every pair of registers, the lower
+ * and the upper half of each segment (two shuffles, one add), so every sum
+ * takes the same additions as lane[l] += lane[l + width] one register at a
+ * time through scalars (1-3% of a 200-row Adam batch: docs/kernels.md).
+ * Overwrites in. */
 typedef __typeof__((SN_V){0} < (SN_V){0}) SN_FN(sn_mask);
 SN_TARGET SN_INLINE SN_V SN_FN(sn_sum_lanes)(SN_V *in)
 {
@@ -734,13 +742,8 @@ SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t 
      * lanes' trees SN_VL accumulators at a time (zeros fill the last group) */
     SN_V red[SN_RB * SN_UB];
     SN_UNROLL for (int r = 0; r < rows; r++)
-        SN_UNROLL for (int u = 0; u < units; u++) {
-            SN_V *l = lanes[r][u];
-            SN_UNROLL for (int width = SN_NV / 2; width >= 1; width /= 2)
-                SN_UNROLL for (int v = 0; v < width; v++)
-                    l[v] += l[v + width];
-            red[r * units + u] = l[0];
-        }
+        SN_UNROLL for (int u = 0; u < units; u++)
+            red[r * units + u] = SN_FN(sn_sum_registers)(lanes[r][u]);
     SN_UNROLL for (int g = 0; g < rows * units; g += SN_VL) {
         SN_V group[SN_VL];
         SN_UNROLL for (int q = 0; q < SN_VL; q++)

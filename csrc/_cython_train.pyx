@@ -590,7 +590,7 @@ cdef class _Workspace:
     cdef char *gathered     # shuffled batch: X rows, Y rows, weights
     cdef double *chunk_loss
     cdef sn_pool pool       # the threads that share the chunks, one scratch each
-    cdef Py_ssize_t capacity[6]   # the sizes asked for (_fits)
+    cdef Py_ssize_t capacity[6]   # the sizes it was made for (_workspace_sizes)
     cdef int n_threads
 
     def __cinit__(self, Py_ssize_t scratch_elems, Py_ssize_t chunk_grad_elems,
@@ -623,19 +623,30 @@ cdef class _Workspace:
         free(self.block)
 
 
+cdef void _workspace_sizes(const Plan *plan, Py_ssize_t gather_rows, Py_ssize_t itemsize,
+                           Py_ssize_t *sizes) noexcept:
+    """The _Workspace arguments of a plan: elements of scratch, chunk
+    gradients, gradient and gathered rows, chunks, itemsize."""
+    sizes[0] = plan.n_workers * plan.scratch_stride
+    # one chunk's too when it may accumulate dL/dW1 transposed
+    sizes[1] = (plan.max_chunks if plan.max_chunks > 1 or plan.use_blas else 0) * plan.grad_stride
+    sizes[2] = plan.grad_stride
+    sizes[3] = gather_rows * (plan.d + plan.k + 1)
+    sizes[4] = plan.max_chunks
+    sizes[5] = itemsize
+
+
 cdef _Workspace _allocate(const Plan *plan, Py_ssize_t gather_rows, Py_ssize_t itemsize):
-    return _Workspace(plan.n_workers * plan.scratch_stride,
-                      # one chunk's too when it may accumulate dL/dW1 transposed
-                      (plan.max_chunks if plan.max_chunks > 1 or plan.use_blas else 0)
-                      * plan.grad_stride,
-                      plan.grad_stride, gather_rows * (plan.d + plan.k + 1), plan.max_chunks,
-                      itemsize, <int> plan.n_workers)
+    cdef Py_ssize_t sizes[6]
+    _workspace_sizes(plan, gather_rows, itemsize, sizes)
+    return _Workspace(sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5],
+                      <int> plan.n_workers)
 
 
 # loss_and_gradients keeps its last workspace (buffers and the pool's
 # threads) per Python thread for the next call that fits in it, where a new
 # one per call cost its allocation and, on a call of several chunks, a
-# thread start: at (442, 10, 100) on two threads ~60 us of a ~110 us call
+# thread start: at (442, 10, 100) on two threads ~50 us of a ~110 us call
 # (docs/kernels.md). Large ones are not kept (their calls dwarf the set-up).
 _kept = threading.local()
 MAX_KEPT_BYTES = 1 << 23
@@ -644,9 +655,7 @@ MAX_KEPT_BYTES = 1 << 23
 cdef _Workspace _call_workspace(const Plan *plan, Py_ssize_t itemsize):
     cdef _Workspace ws = getattr(_kept, "workspace", None)
     cdef Py_ssize_t need[6]
-    need = [plan.n_workers * plan.scratch_stride,
-            (plan.max_chunks if plan.max_chunks > 1 or plan.use_blas else 0) * plan.grad_stride,
-            plan.grad_stride, 0, plan.max_chunks, itemsize]
+    _workspace_sizes(plan, 0, itemsize, need)
     if (ws is not None and ws.n_threads == plan.n_workers and ws.capacity[5] == itemsize
             and all(need[i] <= ws.capacity[i] for i in range(5))):
         return ws

@@ -60,6 +60,7 @@ def uses_blas(d, h):
     """Whether the two d x h products of a call go to BLAS (the GEMM tiles)."""
     return kernels.uses_gemm(d, h)
 
+
 # the thread count ``threads`` has set for this Python thread's run of calls
 _run = threading.local()
 
