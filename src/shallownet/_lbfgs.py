@@ -12,13 +12,17 @@ cast to the start's dtype (float32 parameters are evaluated at float32
 points, as in scikit-learn); the options are ``maxfun``, ``maxiter``,
 ``gtol=tol``, and ``iprint`` for SciPy releases that still read it.
 
-Where SciPy's L-BFGS-B is the C routine ``setulb`` (SciPy 1.15 to 1.17,
-``_SETULB_LOOP``), ``minimize_packed`` drives it in a loop of its own: the
-loop of ``scipy.optimize.minimize`` without its per-evaluation wrappers
-(~40 us an iteration of Python, ~8 ms of a 200-iteration fit:
-docs/dropin.md), the same calls with the same arguments, so the same
-iterates bit for bit (tests/test_neural_network.py). Other releases run
-``minimize`` itself.
+By default ``minimize_packed`` runs ``shallownet._cython_lbfgs``: SciPy's
+L-BFGS-B iteration for variables without bounds, compiled (its step
+choices, line search, update rule, stopping tests, counts and messages),
+taking the same iterates up to rounding (tests/test_neural_network.py)
+without SciPy's ~60 us of ``setulb`` calls and Python an iteration
+(docs/dropin.md). ``engine="scipy"`` runs SciPy's own, also where the
+extension is missing: where SciPy's L-BFGS-B is the C routine ``setulb``
+(SciPy 1.15 to 1.17, ``_SETULB_LOOP``) in a loop of its own, the loop of
+``scipy.optimize.minimize`` without its per-evaluation wrappers, the same
+calls with the same arguments, so the same iterates bit for bit; other
+releases run ``minimize`` itself.
 """
 
 from typing import Any, NamedTuple
@@ -37,6 +41,14 @@ _SETULB_LOOP = (1, 15) <= _SCIPY < (1, 18)
 # L-BFGS-B's options that scikit-learn leaves at minimize's defaults:
 # corrections kept, ftol, line-search steps
 _CORRECTIONS, _FTOL, _MAX_LINE_SEARCH = 10, 2.2204460492503131e-09, 20
+# the messages of SciPy 1.15+ for the tasks a run without bounds ends on
+_MESSAGES = {(4, 401): "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+             (4, 402): "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH",
+             (5, 502): "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+             (5, 504): "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
+             (5, 505): "STOP: CALLBACK REQUESTED HALT",
+             (8, 0): "ABNORMAL: "}
+ENGINES = ("compiled", "scipy")
 
 
 class LbfgsResult(NamedTuple):
@@ -122,12 +134,25 @@ def run_lbfgs(loss_at, params, *, max_iter, max_fun, tol, callback=None, iprint=
                        str(result.message), result)
 
 
-def minimize_packed(fun, x0, *, max_iter, max_fun, tol, iprint=-1, callback=None):
+def minimize_packed(fun, x0, *, max_iter, max_fun, tol, iprint=-1, callback=None,
+                    engine="compiled"):
     """SciPy's L-BFGS-B from the packed vector ``x0``, as scikit-learn calls
     it: ``fun(x) -> (loss, gradient)`` on packed vectors in ``x0``'s dtype
-    (it must not modify ``x``), the options above; returns SciPy's
-    OptimizeResult (no ``hess_inv``). ``callback(x, loss) -> bool`` after
-    each iteration, on SciPy's float64 iterate; True stops."""
+    (it must not modify ``x``), the options above; returns an
+    OptimizeResult as SciPy's (no ``hess_inv``). ``callback(x, loss) -> bool``
+    after each iteration, on the float64 iterate; True stops. ``engine``:
+    ``"compiled"`` (SciPy's iteration, compiled; SciPy's own where the
+    extension is missing) or ``"scipy"``. ``iprint`` reaches SciPy releases
+    that still read it."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "compiled":
+        try:
+            from . import _cython_lbfgs
+        except ImportError:
+            pass
+        else:
+            return _compiled(_cython_lbfgs, fun, x0, max_iter, max_fun, tol, callback)
     if _SETULB_LOOP:
         return _setulb_loop(fun, x0, max_iter, max_fun, tol, callback)
     from scipy.optimize import minimize  # SciPy's optimizer module: only when used
@@ -145,6 +170,32 @@ def minimize_packed(fun, x0, *, max_iter, max_fun, tol, iprint=-1, callback=None
                     callback=None if callback is None else on_iteration, options=options)
 
 
+def _compiled(kernels, fun, x0, max_iter, max_fun, tol, callback):
+    """``kernels.minimize`` with SciPy's options and result."""
+    x, f, g, n_fun, n_iter, task = kernels.minimize(
+        fun, x0, _CORRECTIONS, int(max_iter), int(max_fun), float(tol), _FTOL,
+        _MAX_LINE_SEARCH, callback)
+    return _result(x, f, g, n_fun, n_iter, task[0], _MESSAGES[tuple(task)],
+                   tuple(task) == (5, 505), max_iter, max_fun)
+
+
+def _result(x, f, g, n_fun, n_iter, task_status, message, stopped, max_iter, max_fun):
+    """SciPy's OptimizeResult for a run without bounds that ended on a task
+    of status ``task_status`` (4: converged), ``stopped`` by the callback."""
+    from scipy.optimize import OptimizeResult
+
+    if task_status == 4:
+        status = 0
+    elif n_fun > max_fun or n_iter >= max_iter:
+        status = 1
+    else:
+        status = 2
+    if stopped:                               # as minimize reports a callback's stop
+        status, message = 99, "`callback` raised `StopIteration`."
+    return OptimizeResult(fun=f, jac=g, nfev=n_fun, njev=n_fun, nit=n_iter, status=status,
+                          message=message, x=x, success=status == 0)
+
+
 def _setulb_loop(fun, x0, max_iter, max_fun, tol, callback):
     """``scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B")``
     without bounds, as SciPy 1.15-1.17 run it: the same setulb calls on the
@@ -152,7 +203,7 @@ def _setulb_loop(fun, x0, max_iter, max_fun, tol, callback):
     (at the start, then at each requested point that differs from the last
     one evaluated), the point cast to x0's dtype as SciPy's ScalarFunction
     casts it, the same stopping tests, counts and message."""
-    from scipy.optimize import OptimizeResult, _lbfgsb
+    from scipy.optimize import _lbfgsb
     from scipy.optimize._lbfgsb_py import status_messages, task_messages
 
     x0 = np.asarray(x0).ravel()
@@ -194,14 +245,6 @@ def _setulb_loop(fun, x0, max_iter, max_fun, tol, callback):
                 task[:] = 5, 502
         else:
             break
-    if task[0] == 4:
-        status = 0
-    elif n_fun > max_fun or n_iter >= max_iter:
-        status = 1
-    else:
-        status = 2
-    message = status_messages[task[0]] + ": " + task_messages[task[1]]
-    if stopped:                               # as minimize reports a callback's stop
-        status, message = 99, "`callback` raised `StopIteration`."
-    return OptimizeResult(fun=f, jac=g, nfev=n_fun, njev=n_fun, nit=n_iter, status=status,
-                          message=message, x=x, success=status == 0)
+    return _result(x, f, g, n_fun, n_iter, task[0],
+                   status_messages[task[0]] + ": " + task_messages[task[1]], stopped,
+                   max_iter, max_fun)
