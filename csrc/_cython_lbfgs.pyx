@@ -225,59 +225,17 @@ cdef void next_step(double *stx, double *fx, double *dx, double *sty, double *fy
 
 
 # -- vectors -------------------------------------------------------------------
-# Sums in a fixed order of eight partial sums: the same bits on every
-# machine and thread count, and vectorisable without reassociation.
+# csrc/_lbfgs_vectors.h: built per ISA, the same bits on each
 
-cdef double dot(const double *a, const double *b, Py_ssize_t n) noexcept nogil:
-    cdef double acc[8]
-    cdef Py_ssize_t i, j, whole = n - n % 8
-    for j in range(8):
-        acc[j] = 0.0
-    for i in range(0, whole, 8):
-        for j in range(8):
-            acc[j] += a[i + j] * b[i + j]
-    for i in range(whole, n):
-        acc[i - whole] += a[i] * b[i]
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
-
-
-cdef double largest_magnitude(const double *a, Py_ssize_t n) noexcept nogil:
-    cdef double top[8]
-    cdef Py_ssize_t i, j, whole = n - n % 8
-    for j in range(8):
-        top[j] = 0.0
-    for i in range(0, whole, 8):
-        for j in range(8):
-            top[j] = max(top[j], fabs(a[i + j]))
-    for i in range(whole, n):
-        top[0] = max(top[0], fabs(a[i]))
-    for j in range(1, 8):
-        top[0] = max(top[0], top[j])
-    return top[0]
-
-
-cdef void step(double *x, double stp, const double *d, const double *t,
-               Py_ssize_t n) noexcept nogil:
-    """``x = stp d + t``: the trial point, as lnsrlb forms it."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        x[i] = stp * d[i] + t[i]
-
-
-cdef void pair(double *s, double *y, double stp, const double *d, const double *g,
-               const double *g_old, Py_ssize_t n) noexcept nogil:
-    """The correction pair ``s = stp d``, ``y = g - g_old``."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        s[i] = stp * d[i]
-        y[i] = g[i] - g_old[i]
-
-
-cdef void axpy(double a, const double *x, double *y, Py_ssize_t n) noexcept nogil:
-    """``y += a x``."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] += a * x[i]
+cdef extern from "_lbfgs_vectors.h" nogil:
+    double dot "sn_lbfgs_dot"(const double *a, const double *b, Py_ssize_t n)
+    double largest_magnitude "sn_lbfgs_max_abs"(const double *a, Py_ssize_t n)
+    void axpy "sn_lbfgs_axpy"(double a, const double *x, double *y, Py_ssize_t n)
+    void scale "sn_lbfgs_scale"(double a, double *x, Py_ssize_t n)
+    void step "sn_lbfgs_step"(double *x, double stp, const double *d, const double *t,
+                              Py_ssize_t n)
+    void pair "sn_lbfgs_pair"(double *s, double *y, double stp, const double *d,
+                              const double *g, const double *g_old, Py_ssize_t n)
 
 
 cdef void direction(double *d, const double *g, const double *S, const double *Y,
@@ -285,17 +243,15 @@ cdef void direction(double *d, const double *g, const double *S, const double *Y
                     double gamma, Py_ssize_t n) noexcept nogil:
     """``d = -H g``: the two-loop recursion over the ``col`` stored pairs,
     oldest at ``head`` in the rings S and Y, with ``H0 = gamma I``."""
-    cdef Py_ssize_t i
     cdef int c, slot
     cdef double beta
-    for i in range(n):
-        d[i] = -g[i]
+    memcpy(d, g, n * sizeof(double))
+    scale(-1.0, d, n)
     for c in range(col - 1, -1, -1):
         slot = (head + c) % m
         alpha[slot] = rho[slot] * dot(S + slot * n, d, n)
         axpy(-alpha[slot], Y + slot * n, d, n)
-    for i in range(n):
-        d[i] *= gamma
+    scale(gamma, d, n)
     for c in range(col):
         slot = (head + c) % m
         beta = rho[slot] * dot(Y + slot * n, d, n)
@@ -353,7 +309,7 @@ def minimize(fun, x0, int m, long max_iter, long max_fun, double gtol, double ft
     the (status, message) codes of SciPy's task on which the run ended.
     """
     x0 = np.asarray(x0).ravel()
-    cdef Py_ssize_t n = x0.shape[0], i
+    cdef Py_ssize_t n = x0.shape[0]
     dtype = x0.dtype if x0.dtype.kind == "f" else np.dtype(np.float64)
     x_array = np.array(x0, dtype=np.float64)
     cdef double[::1] x = x_array
@@ -377,8 +333,8 @@ def minimize(fun, x0, int m, long max_iter, long max_fun, double gtol, double ft
         return x_array, f, np.asarray(g), memo.n_fun, n_iter, CONVERGED_GRADIENT
     while True:
         if col == 0:
-            for i in range(n):
-                d[i] = -g[i]                 # steepest descent: H = I
+            memcpy(&d[0], &g[0], n * sizeof(double))
+            scale(-1.0, &d[0], n)            # steepest descent: H = I
         else:
             direction(&d[0], &g[0], &S[0, 0], &Y[0, 0], &rho[0], &alpha[0], head, col, m,
                       gamma, n)

@@ -194,3 +194,75 @@ def test_minimize_packed_refuses_an_unknown_engine():
     with pytest.raises(ValueError, match="engine must be one of"):
         _lbfgs.minimize_packed(rosenbrock(np.float64, []), np.ones(3), max_iter=5,
                                max_fun=10, tol=1e-5, engine="fortran")
+
+
+_VECTOR_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "_lbfgs_vectors.h"
+
+static unsigned long long mix(unsigned long long h, double v)
+{
+    unsigned long long u;
+    memcpy(&u, &v, sizeof u);
+    return h * 1000003ULL ^ u;
+}
+
+int main(void)
+{
+    unsigned long long h = 0;
+    srand(1);
+    for (int trial = 0; trial < 100; trial++) {
+        ptrdiff_t n = 1 + rand() % 2000;
+        double *a = malloc(n * sizeof(double)), *b = malloc(n * sizeof(double));
+        double *c = malloc(n * sizeof(double)), *e = malloc(n * sizeof(double));
+        for (ptrdiff_t i = 0; i < n; i++) {
+            a[i] = (rand() / (double) RAND_MAX - 0.5) * 1e3;
+            b[i] = c[i] = rand() / (double) RAND_MAX - 0.3;
+        }
+        h = mix(h, sn_lbfgs_dot(a, b, n));
+        h = mix(h, sn_lbfgs_max_abs(a, n));
+        sn_lbfgs_axpy(0.37, a, c, n);
+        sn_lbfgs_scale(1.3, c, n);
+        sn_lbfgs_step(e, 0.71, a, c, n);
+        sn_lbfgs_pair(a, b, 1.7, e, c, a, n);
+        for (ptrdiff_t i = 0; i < n; i++)
+            h = mix(mix(h, a[i]), b[i]);
+        free(a); free(b); free(c); free(e);
+    }
+    printf("%llx\n", h);
+    return 0;
+}
+"""
+
+
+def test_lbfgs_vector_builds_compute_the_same_bits(tmp_path):
+    # each ISA build of csrc/_lbfgs_vectors.h (the module picks one when it
+    # loads) against the others and an unoptimised build, on this CPU
+    import platform
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    header = Path(__file__).resolve().parents[1] / "csrc" / "_lbfgs_vectors.h"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not header.exists():
+        pytest.skip("needs a C compiler and the source tree's csrc/")
+    (tmp_path / "driver.c").write_text(_VECTOR_DRIVER)
+    flags = {"unoptimised": ["-O0", "-DSN_LBFGS_ONE_BUILD"],
+             "baseline": ["-O3", "-DSN_LBFGS_ONE_BUILD"],
+             "clones": ["-O3"]}
+    if platform.machine() == "x86_64":
+        cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        for isa in ("avx2", "avx512f"):
+            if f" {isa}" in cpu:
+                flags[isa] = ["-O3", f"-m{isa}", "-DSN_LBFGS_ONE_BUILD"]
+    outputs = {}
+    for name, extra in flags.items():
+        binary = tmp_path / name
+        subprocess.run([compiler, *extra, "-ffp-contract=off", f"-I{header.parent}",
+                        str(tmp_path / "driver.c"), "-o", str(binary), "-lm"], check=True)
+        outputs[name] = subprocess.run([str(binary)], check=True, capture_output=True,
+                                       text=True).stdout
+    assert len(set(outputs.values())) == 1, outputs
