@@ -12,7 +12,10 @@
  *   sn_activation_{d,f}(code, rows, cols, z_gprime, ld_z, a, ld_a)
  *                                                 a = g(z), z_gprime := g'(z)
  *   sn_transpose_{d,f}(m, cols, mp, src, dst)     dst = src^T, zero-padded
- *   sn_forward_{d,f}(d, h, m, mp, Xt, W1, b1, Zt) Zt = W1^T Xt + b1
+ *   sn_forward_{d,f}(d, h, m, mp, code, Xt, W1, b1, Zt, At)
+ *                                                 z = W1^T Xt + b1 on the samples
+ *                                                 up to m rounded up to a register;
+ *                                                 At = g(z), Zt = g'(z) there
  *   sn_output_backward_{d,f}(...)                 loss, dL/dyhat, grad_b2,
  *                                                 grad_W2, dL/dz1, grad_b1
  *                                                 (sample weights optional)
@@ -538,14 +541,16 @@ SN_TARGET static void SN_FN(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t c
     }
 }
 
-/* Zt[j, :] = b1[j] + sum_p W1[p, j] Xt[p, :] for `units` hidden units from j
+/* z = b1[j] + sum_p W1[p, j] Xt[p, :] for `units` hidden units from j
  * over the blocks of samples from i0 to i1, the first nv registers of each
- * (units and nv are constants once inlined; units * nv accumulators) */
+ * (units and nv are constants once inlined; units * nv accumulators); each
+ * block then goes through the activation while in L1: At = g(z), Zt = g'(z) */
 SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j, ptrdiff_t d,
                                                  ptrdiff_t h, ptrdiff_t mp, ptrdiff_t i0,
-                                                 ptrdiff_t i1, const SN_T *restrict Xt,
+                                                 ptrdiff_t i1, int code, const SN_T *restrict Xt,
                                                  const SN_T *restrict W1,
-                                                 const SN_T *restrict b1, SN_T *restrict Zt)
+                                                 const SN_T *restrict b1, SN_T *restrict Zt,
+                                                 SN_T *restrict At)
 {
     for (ptrdiff_t i = i0; i < i1; i += SN_LANES) {
         SN_V z[8][SN_NV], x[SN_NV];
@@ -564,6 +569,7 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
         SN_UNROLL for (int u = 0; u < units; u++)
             SN_UNROLL for (int v = 0; v < nv; v++)
                 memcpy(Zt + (j + u) * mp + i + v * SN_VL, &z[u][v], sizeof(SN_V));
+        SN_FN(sn_activation)(code, units, nv * SN_VL, Zt + j * mp + i, mp, At + j * mp + i, mp);
     }
 }
 
@@ -572,17 +578,17 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
  * independent accumulators keep the FMA units busy */
 SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdiff_t h,
                                                      ptrdiff_t mp, ptrdiff_t i0, ptrdiff_t i1,
-                                                     const SN_T *restrict Xt,
+                                                     int code, const SN_T *restrict Xt,
                                                      const SN_T *restrict W1,
                                                      const SN_T *restrict b1,
-                                                     SN_T *restrict Zt)
+                                                     SN_T *restrict Zt, SN_T *restrict At)
 {
     const int units = nv >= 8 ? 1 : 8 / nv;
     ptrdiff_t j = 0;
     for (; j + units <= h; j += units)
-        SN_FN(sn_forward_units)(units, nv, j, d, h, mp, i0, i1, Xt, W1, b1, Zt);
+        SN_FN(sn_forward_units)(units, nv, j, d, h, mp, i0, i1, code, Xt, W1, b1, Zt, At);
     for (; j < h; j++)
-        SN_FN(sn_forward_units)(1, nv, j, d, h, mp, i0, i1, Xt, W1, b1, Zt);
+        SN_FN(sn_forward_units)(1, nv, j, d, h, mp, i0, i1, code, Xt, W1, b1, Zt, At);
 }
 
 /* z1 of the samples 0 ... m - 1, rounded up to whole registers: the last
@@ -591,16 +597,17 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdif
  * in a whole block, lane by lane the same sums; the columns past them up
  * to mp are left as they were. */
 SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
-                                        const SN_T *restrict Xt, const SN_T *restrict W1,
-                                        const SN_T *restrict b1, SN_T *restrict Zt)
+                                        int code, const SN_T *restrict Xt,
+                                        const SN_T *restrict W1, const SN_T *restrict b1,
+                                        SN_T *restrict Zt, SN_T *restrict At)
 {
     ptrdiff_t mv = (m + SN_VL - 1) / SN_VL * SN_VL;
     ptrdiff_t end = mv / SN_LANES * SN_LANES;     /* the whole blocks */
-    SN_FN(sn_forward_registers)(SN_NV, d, h, mp, 0, end, Xt, W1, b1, Zt);
+    SN_FN(sn_forward_registers)(SN_NV, d, h, mp, 0, end, code, Xt, W1, b1, Zt, At);
     switch ((mv - end) / SN_VL) {                 /* registers of the partial block */
     /* (a case with n >= SN_NV cannot happen: compiled as n = 1, unused) */
 #define SN_TAIL_CASE(n) case n: SN_FN(sn_forward_registers)( \
-        n < SN_NV ? n : 1, d, h, mp, end, end + 1, Xt, W1, b1, Zt); break;
+        n < SN_NV ? n : 1, d, h, mp, end, end + 1, code, Xt, W1, b1, Zt, At); break;
     SN_TAIL_CASE(1) SN_TAIL_CASE(2) SN_TAIL_CASE(3) SN_TAIL_CASE(4) SN_TAIL_CASE(5)
     SN_TAIL_CASE(6) SN_TAIL_CASE(7) SN_TAIL_CASE(8) SN_TAIL_CASE(9) SN_TAIL_CASE(10)
     SN_TAIL_CASE(11) SN_TAIL_CASE(12) SN_TAIL_CASE(13) SN_TAIL_CASE(14) SN_TAIL_CASE(15)
@@ -892,10 +899,11 @@ static void SN_PUB(sn_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
     }
 }
 
-static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
-                               const SN_T *Xt, const SN_T *W1, const SN_T *b1, SN_T *Zt)
+static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp, int code,
+                               const SN_T *Xt, const SN_T *W1, const SN_T *b1, SN_T *Zt,
+                               SN_T *At)
 {
-    SN_CALL(sn_forward, (d, h, m, mp, Xt, W1, b1, Zt));
+    SN_CALL(sn_forward, (d, h, m, mp, code, Xt, W1, b1, Zt, At));
 }
 
 static double SN_PUB(sn_output_backward)(
