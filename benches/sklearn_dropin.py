@@ -1,12 +1,15 @@
 """Fit time of shallownet's drop-in against scikit-learn's MLPRegressor, side by side.
 
     python benches/sklearn_dropin.py [--repeats R] [--backends auto cython numba]
-                                     [--n-threads N] [--cases NAME ...]
+                                     [--n-threads N] [--cases NAME ...] [--settle S]
 
 Each case fits scikit-learn's MLPRegressor and
 ``shallownet.neural_network.MLPRegressor`` with the same parameters and
 random_state, interleaved (theirs, ours, theirs, ours, ...) in one process,
-and prints as Markdown the median fit time of each, their ratio, the number
+each after a pause of --settle seconds (the other library's idle BLAS
+threads spin for ~0.1 s and took a core from the fit that followed:
+the Adam fit at (20000, 20) took 0.17-0.53 s right after scikit-learn's,
+0.15-0.18 s after 0.3 s), and prints as Markdown the median fit time of each, their ratio, the number
 of epochs/iterations each ran and the largest difference between the two
 fitted models' parameters. The cases (issue 19): scikit-learn's defaults
 (adam, relu, 100 units, batches of 200) at (20000, 20); solver="lbfgs" at
@@ -27,6 +30,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shallownet.neural_network import MLPRegressor
+
+SETTLE_SECONDS = 0.25   # as python -m shallownet.bench --settle
 
 
 def synthetic():
@@ -58,7 +63,10 @@ def build(cls, pipeline, params):
     return make_pipeline(StandardScaler(), est) if pipeline else est
 
 
-def timed_fit(model, X, y):
+def timed_fit(model, X, y, settle=0.0):
+    # the pause first: the previous fit's idle BLAS threads spin for ~0.1 s
+    # (OpenBLAS) and would take a core from this one
+    time.sleep(settle)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
@@ -73,6 +81,10 @@ def final(model):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS, metavar="SECONDS",
+                        help="pause before every timed fit, so that the previous fit's idle "
+                             "threads (OpenBLAS spins ~0.1 s after a call) are asleep "
+                             f"(default {SETTLE_SECONDS}; 0: none)")
     parser.add_argument("--backends", nargs="+", default=["auto"])
     parser.add_argument("--n-threads", type=int, default=None,
                         help="the drop-in's n_threads (default: all usable cores)")
@@ -97,9 +109,9 @@ def main(argv=None):
             theirs_times, ours_times = [], []
             for _ in range(args.repeats):
                 theirs = build(SklearnMLPRegressor, pipeline, params)
-                theirs_times.append(timed_fit(theirs, X, y))
+                theirs_times.append(timed_fit(theirs, X, y, args.settle))
                 ours = build(MLPRegressor, pipeline, ours_params)
-                ours_times.append(timed_fit(ours, X, y))
+                ours_times.append(timed_fit(ours, X, y, args.settle))
             a, b = final(theirs), final(ours)
             diff = max(float(np.max(np.abs(p - q))) for p, q in
                        zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
