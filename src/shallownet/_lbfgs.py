@@ -15,7 +15,7 @@ points, as in scikit-learn); the options are ``maxfun``, ``maxiter``,
 By default ``minimize_packed`` runs ``shallownet._cython_lbfgs``: SciPy's
 L-BFGS-B iteration for variables without bounds, compiled (its step
 choices, line search, update rule, stopping tests, counts and messages),
-taking the same iterates up to rounding (tests/test_neural_network.py)
+taking the same iterates up to rounding (tests/test_lbfgs.py)
 without SciPy's ~60 us of ``setulb`` calls and Python an iteration
 (docs/dropin.md). ``engine="scipy"`` runs SciPy's own, also where the
 extension is missing: where SciPy's L-BFGS-B is the C routine ``setulb``
