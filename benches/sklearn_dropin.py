@@ -7,11 +7,11 @@ Each case fits scikit-learn's MLPRegressor and
 ``shallownet.neural_network.MLPRegressor`` with the same parameters and
 random_state, interleaved (theirs, ours, theirs, ours, ...) in one process,
 each after a pause of --settle seconds (the other library's idle BLAS
-threads spin for ~0.1 s and took a core from the fit that followed:
-the Adam fit at (20000, 20) took 0.17-0.53 s right after scikit-learn's,
-0.15-0.18 s after 0.3 s), and prints as Markdown the median fit time of each, their ratio, the number
-of epochs/iterations each ran and the largest difference between the two
-fitted models' parameters. The cases (issue 19): scikit-learn's defaults
+threads spin for ~0.1 s and took a core from the fit that followed: the
+Adam fit at (20000, 20) took 0.17-0.53 s right after scikit-learn's,
+0.15-0.18 s after 0.3 s), and prints as Markdown the median fit time of
+each, their ratio, the number of epochs/iterations each ran and the
+largest difference between the two fitted models' parameters. The cases (issue 19): scikit-learn's defaults
 (adam, relu, 100 units, batches of 200) at (20000, 20); solver="lbfgs" at
 the same shape; both inside a Pipeline with StandardScaler on load_diabetes
 and make_friedman1. Targets: >= 10x for adam, >= 5x for lbfgs.
@@ -64,9 +64,7 @@ def build(cls, pipeline, params):
 
 
 def timed_fit(model, X, y, settle=0.0):
-    # the pause first: the previous fit's idle BLAS threads spin for ~0.1 s
-    # (OpenBLAS) and would take a core from this one
-    time.sleep(settle)
+    time.sleep(settle)   # the previous fit's idle BLAS threads: see the docstring
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
