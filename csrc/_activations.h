@@ -337,6 +337,7 @@ static const char *sn_select_isa(void)
  * (suffix SN_ISA, vector bytes SN_VBYTES, function attribute SN_TARGET). */
 #define SN_T double
 #define SN_TS d
+#define SN_TBYTES 8
 #define SN_ISA base
 #define SN_VBYTES 16
 #define SN_TARGET
@@ -365,9 +366,11 @@ static const char *sn_select_isa(void)
 #undef SN_DISPATCH
 #undef SN_T
 #undef SN_TS
+#undef SN_TBYTES
 
 #define SN_T float
 #define SN_TS f
+#define SN_TBYTES 4
 #define SN_ISA base
 #define SN_VBYTES 16
 #define SN_TARGET
@@ -396,6 +399,7 @@ static const char *sn_select_isa(void)
 #undef SN_DISPATCH
 #undef SN_T
 #undef SN_TS
+#undef SN_TBYTES
 
 #endif /* SHALLOWNET_ACTIVATIONS_H */
 
@@ -410,6 +414,9 @@ static const char *sn_select_isa(void)
  * has 32 for 16 and 5 */
 #define SN_RB (SN_VBYTES == 64 ? 4 : 3)
 #define SN_UB 4
+/* lanes in a run of sn_grad_W1's write-back: SN_UB units, or one register */
+#define SN_RUN (SN_VBYTES / SN_TBYTES < SN_UB ? SN_VBYTES / SN_TBYTES : SN_UB)
+typedef SN_T SN_FN(sn_run) __attribute__((vector_size(SN_RUN * SN_TBYTES)));
 
 typedef SN_T SN_V __attribute__((vector_size(SN_VBYTES)));
 
@@ -457,15 +464,35 @@ SN_TARGET SN_INLINE SN_T SN_FN(sn_sum_block)(const SN_V *block)
  * takes the same additions as lane[l] += lane[l + width] one register at a
  * time through scalars (1-3% of a 200-row Adam batch: docs/kernels.md).
  * Overwrites in. */
-typedef __typeof__((SN_V){0} < (SN_V){0}) SN_FN(sn_mask);
+#if SN_TBYTES == 8
+typedef int64_t SN_FN(sn_mask) __attribute__((vector_size(SN_VBYTES)));
+#else
+typedef int32_t SN_FN(sn_mask) __attribute__((vector_size(SN_VBYTES)));
+#endif
+/* {f(0), f(1), ..., f(SN_VL - 1)}: a vector literal GCC folds into a
+ * constant, where setting a mask's elements one by one left masked
+ * broadcasts in the loops */
+#if SN_VBYTES / SN_TBYTES == 2
+#define SN_LOG2_VL 1
+#define SN_LANE_LIST(f) {f(0), f(1)}
+#elif SN_VBYTES / SN_TBYTES == 4
+#define SN_LOG2_VL 2
+#define SN_LANE_LIST(f) {f(0), f(1), f(2), f(3)}
+#elif SN_VBYTES / SN_TBYTES == 8
+#define SN_LOG2_VL 3
+#define SN_LANE_LIST(f) {f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7)}
+#else
+#define SN_LOG2_VL 4
+#define SN_LANE_LIST(f) {f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), \
+                         f(8), f(9), f(10), f(11), f(12), f(13), f(14), f(15)}
+#endif
 SN_TARGET SN_INLINE SN_V SN_FN(sn_sum_lanes)(SN_V *in)
 {
-    SN_UNROLL for (int seg = SN_VL; seg >= 2; seg /= 2) {
-        SN_FN(sn_mask) lo, hi;
-        SN_UNROLL for (int o = 0; o < SN_VL; o++) {
-            lo[o] = (o / (seg / 2)) * seg + o % (seg / 2);
-            hi[o] = lo[o] + seg / 2;
-        }
+    SN_UNROLL for (int level = 0; level < SN_LOG2_VL; level++) {
+        const int seg = SN_VL >> level;
+#define SN_LO(o) ((o) / (seg / 2) * seg + (o) % (seg / 2))
+        SN_FN(sn_mask) lo = SN_LANE_LIST(SN_LO), hi = lo + seg / 2;
+#undef SN_LO
         /* seg / 2 registers come out of seg: in[q] holds segments of length seg / 2 */
         SN_UNROLL for (int q = 0; q < seg / 2; q++)
             in[q] = __builtin_shuffle(in[2 * q], in[2 * q + 1], lo)
@@ -756,9 +783,26 @@ SN_TARGET SN_INLINE void SN_FN(sn_grad_W1_block)(int rows, int units, ptrdiff_t 
         SN_UNROLL for (int q = 0; q < SN_VL; q++)
             group[q] = g + q < rows * units ? red[g + q] : (SN_V){0};
         SN_V sums = SN_FN(sn_sum_lanes)(group);
-        SN_UNROLL for (int q = 0; q < SN_VL; q++)
-            if (g + q < rows * units)
-                grad_W1[(p + (g + q) / units) * h + j + (g + q) % units] += sums[q];
+        SN_T lane[SN_VL];
+        memcpy(lane, &sums, sizeof lane);
+        if (units == SN_UB) {
+            /* whole rows of the block: each row's units are contiguous in
+             * grad_W1, added a run of lanes at a time (the same additions) */
+            SN_UNROLL for (int q = 0; q < SN_VL; q += SN_RUN) {
+                if (g + q < rows * units) {
+                    SN_FN(sn_run) part, to;
+                    SN_T *dst = grad_W1 + (p + (g + q) / units) * h + j + (g + q) % units;
+                    memcpy(&part, lane + q, sizeof part);
+                    memcpy(&to, dst, sizeof to);
+                    to += part;
+                    memcpy(dst, &to, sizeof to);
+                }
+            }
+        } else {
+            SN_UNROLL for (int q = 0; q < SN_VL; q++)
+                if (g + q < rows * units)
+                    grad_W1[(p + (g + q) / units) * h + j + (g + q) % units] += lane[q];
+        }
     }
 }
 
@@ -856,9 +900,12 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
 #undef SN_NV
 #undef SN_RB
 #undef SN_UB
+#undef SN_RUN
 #undef SN_LOAD
 #undef SN_STORE
 #undef SN_SPLAT
+#undef SN_LANE_LIST
+#undef SN_LOG2_VL
 
 #else   /* ---------- SN_DISPATCH: the entry points of one element type ---------- */
 
