@@ -15,7 +15,8 @@
  *   sn_forward_{d,f}(d, h, m, mp, code, Xt, W1, b1, Zt, At)
  *                                                 z = W1^T Xt + b1 on the samples
  *                                                 up to m rounded up to a register;
- *                                                 At = g(z), Zt = g'(z) there
+ *                                                 At = g(z), and Zt = g'(z) unless
+ *                                                 g' follows from At (returns code)
  *   sn_output_backward_{d,f}(...)                 loss, dL/dyhat, grad_b2,
  *                                                 grad_W2, dL/dz1, grad_b1
  *                                                 (sample weights optional)
@@ -568,10 +569,48 @@ SN_TARGET static void SN_FN(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t c
     }
 }
 
+/* Whether g'(z) follows from a = g(z) alone, exactly as sn_activation
+ * computes it: relu and identity by sign, and in double tanh (1 - a^2) and
+ * sigmoid (a (1 - a)); not float tanh and sigmoid, whose g' keeps its
+ * accuracy near saturation with terms a does not hold. */
+SN_TARGET SN_INLINE int SN_FN(sn_gprime_from_a)(int code)
+{
+    return code == SN_RELU || code == SN_IDENTITY || sizeof(SN_T) == sizeof(double);
+}
+
+/* g'(z) of one block from a = g(z) (sn_gprime_from_a(code) true): the same
+ * values sn_activation stores */
+SN_TARGET SN_INLINE void SN_FN(sn_gprime_block)(int code, const SN_T *restrict a_ptr,
+                                                SN_V *restrict g)
+{
+    SN_V a[SN_NV];
+    SN_LOAD(a, a_ptr);
+    SN_UNROLL for (int v = 0; v < SN_NV; v++) {
+        switch (code) {
+        case SN_RELU: {
+            SN_FN(sn_mask) one;
+            SN_V ones = (SN_V){0} + 1;
+            memcpy(&one, &ones, sizeof one);
+            g[v] = (SN_V) ((a[v] > 0) & one);      /* 1 where z > 0, else +0 */
+            break;
+        }
+        case SN_TANH:
+            g[v] = (SN_T) 1.0 - a[v] * a[v];
+            break;
+        case SN_SIGMOID:
+            g[v] = a[v] * ((SN_T) 1.0 - a[v]);
+            break;
+        default:
+            g[v] = (SN_V){0} + 1;
+        }
+    }
+}
+
 /* z = b1[j] + sum_p W1[p, j] Xt[p, :] for `units` hidden units from j
  * over the blocks of samples from i0 to i1, the first nv registers of each
  * (units and nv are constants once inlined; units * nv accumulators); each
- * block then goes through the activation while in L1: At = g(z), Zt = g'(z) */
+ * block then goes through the activation while in registers or L1: At = g(z),
+ * and Zt = g'(z) where g' does not follow from At */
 SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j, ptrdiff_t d,
                                                  ptrdiff_t h, ptrdiff_t mp, ptrdiff_t i0,
                                                  ptrdiff_t i1, int code, const SN_T *restrict Xt,
@@ -593,10 +632,38 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
                     z[u][v] += w * x[v];
             }
         }
+        if (!SN_FN(sn_gprime_from_a)(code)) {
+            SN_UNROLL for (int u = 0; u < units; u++)
+                SN_UNROLL for (int v = 0; v < nv; v++)
+                    memcpy(Zt + (j + u) * mp + i + v * SN_VL, &z[u][v], sizeof(SN_V));
+            SN_FN(sn_activation)(code, units, nv * SN_VL, Zt + j * mp + i, mp, At + j * mp + i,
+                                 mp);
+            continue;
+        }
+        /* At only: sn_output_backward takes g' from it. Storing z and g' as
+         * well took a third of a 200-row relu forward pass (their 180 KB
+         * tile lives in L2: docs/kernels.md, "The forward pass") */
+        if (code == SN_RELU)
+            SN_UNROLL for (int u = 0; u < units; u++)
+                SN_UNROLL for (int v = 0; v < nv; v++) {
+                    /* z < 0 ? 0 : z, NaN passing, as sn_activation */
+                    SN_FN(sn_mask) bits, negative = z[u][v] < 0;
+                    memcpy(&bits, &z[u][v], sizeof bits);
+                    bits &= ~negative;
+                    memcpy(&z[u][v], &bits, sizeof bits);
+                }
         SN_UNROLL for (int u = 0; u < units; u++)
             SN_UNROLL for (int v = 0; v < nv; v++)
-                memcpy(Zt + (j + u) * mp + i + v * SN_VL, &z[u][v], sizeof(SN_V));
-        SN_FN(sn_activation)(code, units, nv * SN_VL, Zt + j * mp + i, mp, At + j * mp + i, mp);
+                memcpy(At + (j + u) * mp + i + v * SN_VL, &z[u][v], sizeof(SN_V));
+        /* (double only, see sn_gprime_from_a) */
+        if (code == SN_TANH)
+            for (int l = 0; l < units * mp; l += mp)
+                for (int q = 0; q < nv * SN_VL; q++)
+                    At[j * mp + i + l + q] = (SN_T) sn_tanh((double) At[j * mp + i + l + q]);
+        else if (code == SN_SIGMOID)
+            for (int l = 0; l < units * mp; l += mp)
+                for (int q = 0; q < nv * SN_VL; q++)
+                    At[j * mp + i + l + q] = (SN_T) sn_sigmoid((double) At[j * mp + i + l + q]);
     }
 }
 
@@ -622,8 +689,10 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdif
  * block may be partial (a 200-row batch in two chunks of 104 and 96 rows
  * computes 104 and 96 samples, not 128 and 96), its registers computed as
  * in a whole block, lane by lane the same sums; the columns past them up
- * to mp are left as they were. */
-SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
+ * to mp are left as they were. At = g(z1); where g' follows from At
+ * (sn_gprime_from_a) Zt is left alone and the activation code is returned,
+ * for sn_output_backward to take g' from At; otherwise Zt = g'(z1) and -1. */
+SN_TARGET static int SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,
                                         int code, const SN_T *restrict Xt,
                                         const SN_T *restrict W1, const SN_T *restrict b1,
                                         SN_T *restrict Zt, SN_T *restrict At)
@@ -641,10 +710,12 @@ SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, p
 #undef SN_TAIL_CASE
     default: break;
     }
+    return SN_FN(sn_gprime_from_a)(code) ? code : -1;
 }
 
-/* Everything of a tile on the output side, given At = a1 and Gt = g'(z1)
- * (row stride ld_g), with two_over_w = 2 / (the batch's weight sum) and Wt
+/* Everything of a tile on the output side, given At = a1 and g'(z1): Gt
+ * (row stride ld_g) where gprime_code < 0, else from At for that activation
+ * (sn_forward's result), with two_over_w = 2 / (the batch's weight sum) and Wt
  * the tile's sample weights (mp of them, zero-padded) or NULL for unit weights:
  *   R = a1 W2 + b2 - Y (Y read from Yt; padding samples i >= m get R = 0),
  *   returns sum w R^2 (in double),  Yt := D = dL/dyhat = (two_over_w w) R,
@@ -656,8 +727,9 @@ SN_TARGET static void SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, p
 SN_TARGET static double SN_FN(sn_output_backward)(
     ptrdiff_t h, ptrdiff_t k, ptrdiff_t m, ptrdiff_t mp,
     const SN_T *restrict At, const SN_T *restrict W2, const SN_T *restrict b2,
-    SN_T two_over_w, const SN_T *restrict Wt, SN_T *restrict Yt, SN_T *restrict Gt,
-    ptrdiff_t ld_g, SN_T *restrict grad_b1, SN_T *restrict grad_W2, SN_T *restrict grad_b2)
+    SN_T two_over_w, const SN_T *restrict Wt, SN_T *restrict Yt, int gprime_code,
+    SN_T *restrict Gt, ptrdiff_t ld_g, SN_T *restrict grad_b1, SN_T *restrict grad_W2,
+    SN_T *restrict grad_b2)
 {
     double loss_lane[SN_LANES] = {0};
     for (ptrdiff_t c = 0; c < k; c++) {
@@ -721,7 +793,10 @@ SN_TARGET static double SN_FN(sn_output_backward)(
                 SN_UNROLL for (int v = 0; v < SN_NV; v++)
                     back[v] += w * D[v];
             }
-            SN_LOAD(g, G_j + i);
+            if (gprime_code < 0)
+                SN_LOAD(g, G_j + i);
+            else
+                SN_FN(sn_gprime_block)(gprime_code, A_j + i, g);
             SN_UNROLL for (int v = 0; v < SN_NV; v++) {
                 back[v] *= g[v];
                 sum_dz[v] += back[v];
@@ -946,21 +1021,22 @@ static void SN_PUB(sn_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
     }
 }
 
-static void SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp, int code,
-                               const SN_T *Xt, const SN_T *W1, const SN_T *b1, SN_T *Zt,
-                               SN_T *At)
+static int SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp, int code,
+                              const SN_T *Xt, const SN_T *W1, const SN_T *b1, SN_T *Zt,
+                              SN_T *At)
 {
-    SN_CALL(sn_forward, (d, h, m, mp, code, Xt, W1, b1, Zt, At));
+    SN_CALL_RETURN(sn_forward, (d, h, m, mp, code, Xt, W1, b1, Zt, At));
 }
 
 static double SN_PUB(sn_output_backward)(
     ptrdiff_t h, ptrdiff_t k, ptrdiff_t m, ptrdiff_t mp,
     const SN_T *At, const SN_T *W2, const SN_T *b2, SN_T two_over_w, const SN_T *Wt,
-    SN_T *Yt, SN_T *Gt, ptrdiff_t ld_g, SN_T *grad_b1, SN_T *grad_W2, SN_T *grad_b2)
+    SN_T *Yt, int gprime_code, SN_T *Gt, ptrdiff_t ld_g, SN_T *grad_b1, SN_T *grad_W2,
+    SN_T *grad_b2)
 {
     SN_CALL_RETURN(sn_output_backward,
-                   (h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, Gt, ld_g, grad_b1, grad_W2,
-                    grad_b2));
+                   (h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, gprime_code, Gt, ld_g,
+                    grad_b1, grad_W2, grad_b2));
 }
 
 static void SN_PUB(sn_grad_W1)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp,

@@ -59,21 +59,21 @@ cdef extern from "_activations.h" nogil:
                          Py_ssize_t ld_z, float *a, Py_ssize_t ld_a)
     void sn_transpose_d(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const double *src, double *dst)
     void sn_transpose_f(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const float *src, float *dst)
-    void sn_forward_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp, int code,
-                      const double *Xt, const double *W1, const double *b1, double *Zt,
-                      double *At)
-    void sn_forward_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp, int code,
-                      const float *Xt, const float *W1, const float *b1, float *Zt, float *At)
+    int sn_forward_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp, int code,
+                     const double *Xt, const double *W1, const double *b1, double *Zt,
+                     double *At)
+    int sn_forward_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp, int code,
+                     const float *Xt, const float *W1, const float *b1, float *Zt, float *At)
     double sn_output_backward_d(Py_ssize_t h, Py_ssize_t k, Py_ssize_t m, Py_ssize_t mp,
                                 const double *At, const double *W2, const double *b2,
-                                double two_over_w, const double *Wt, double *Yt, double *Gt,
-                                Py_ssize_t ld_g, double *grad_b1, double *grad_W2,
-                                double *grad_b2)
+                                double two_over_w, const double *Wt, double *Yt,
+                                int gprime_code, double *Gt, Py_ssize_t ld_g,
+                                double *grad_b1, double *grad_W2, double *grad_b2)
     double sn_output_backward_f(Py_ssize_t h, Py_ssize_t k, Py_ssize_t m, Py_ssize_t mp,
                                 const float *At, const float *W2, const float *b2,
-                                float two_over_w, const float *Wt, float *Yt, float *Gt,
-                                Py_ssize_t ld_g, float *grad_b1, float *grad_W2,
-                                float *grad_b2)
+                                float two_over_w, const float *Wt, float *Yt,
+                                int gprime_code, float *Gt, Py_ssize_t ld_g,
+                                float *grad_b1, float *grad_W2, float *grad_b2)
     void sn_grad_W1_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp,
                       const double *Xt, const double *DZt, double *grad_W1)
     void sn_grad_W1_f(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp,
@@ -301,7 +301,7 @@ cdef inline void _transpose(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp,
 cdef inline double _output_backward(const Plan *plan, Py_ssize_t m, Py_ssize_t mp,
                                     const floating *At, const floating *W2,
                                     const floating *b2, const floating *Wt, floating *Yt,
-                                    floating *Gt, Py_ssize_t ld_g,
+                                    int gprime_code, floating *Gt, Py_ssize_t ld_g,
                                     floating *grad) noexcept nogil:
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k
     # the reference's dtype(2 / W_B), rounded once
@@ -310,11 +310,11 @@ cdef inline double _output_backward(const Plan *plan, Py_ssize_t m, Py_ssize_t m
     cdef floating *grad_W2 = grad_b1 + h
     cdef floating *grad_b2 = grad_W2 + h * k
     if floating is double:
-        return sn_output_backward_d(h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, Gt, ld_g,
-                                    grad_b1, grad_W2, grad_b2)
+        return sn_output_backward_d(h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, gprime_code,
+                                    Gt, ld_g, grad_b1, grad_W2, grad_b2)
     else:
-        return sn_output_backward_f(h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, Gt, ld_g,
-                                    grad_b1, grad_W2, grad_b2)
+        return sn_output_backward_f(h, k, m, mp, At, W2, b2, two_over_w, Wt, Yt, gprime_code,
+                                    Gt, ld_g, grad_b1, grad_W2, grad_b2)
 
 
 cdef inline void _weights_tile(Py_ssize_t m, Py_ssize_t mp, const floating *w,
@@ -385,6 +385,7 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k
     cdef Py_ssize_t mp = _round_up(m, SN_LANES)
     cdef Py_ssize_t i, j, s, ms, msp
+    cdef int gprime_code
     cdef floating *Xt = scratch                  # (d, mp): X tile transposed (no BLAS)
     cdef floating *Yt = Xt + plan.xt_size        # (k, msp): Y, then dL/dyhat
     cdef floating *Zt = Yt + plan.yt_size        # (h, mp): z1, then g'(z1), then dL/dz1
@@ -397,16 +398,16 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     if not plan.use_blas:
         _transpose(m, d, mp, X_tile, Xt)
         _transpose(m, k, mp, Y + row0 * k, Yt)
-        # z1, then a1 into At and g'(z1) into Zt block by block while in L1
-        # (a separate pass over Zt cost a relu Adam batch ~1/6 of its time)
+        # z1, then a1 into At block by block while in registers or L1, and
+        # g'(z1) into Zt unless the output side takes it from At (gprime_code)
         if floating is double:
-            sn_forward_d(d, h, m, mp, plan.activation_code, Xt, W1, b1, Zt, At)
+            gprime_code = sn_forward_d(d, h, m, mp, plan.activation_code, Xt, W1, b1, Zt, At)
         else:
-            sn_forward_f(d, h, m, mp, plan.activation_code, Xt, W1, b1, Zt, At)
+            gprime_code = sn_forward_f(d, h, m, mp, plan.activation_code, Xt, W1, b1, Zt, At)
         if m != mp:
             # a short tile (a minibatch of 200 rows pads to 224): the padding
-            # gets g' = 0 and At = 0, finite values that dL/dyhat = 0 turns
-            # into exact zeros
+            # gets At = 0 and a finite g' (0, or g'(0) taken from At), which
+            # dL/dyhat = 0 turns into exact zeros
             for j in range(h):
                 for i in range(m, mp):
                     At[j * mp + i] = 0
@@ -414,7 +415,8 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
         if w != NULL:
             _weights_tile(m, mp, w + row0, Wt)
             Wt_or_unit = Wt
-        loss[0] += _output_backward(plan, m, mp, At, W2, b2, Wt_or_unit, Yt, Zt, mp, grad)
+        loss[0] += _output_backward(plan, m, mp, At, W2, b2, Wt_or_unit, Yt, gprime_code, Zt,
+                                    mp, grad)
         if floating is double:
             sn_grad_W1_d(d, h, m, mp, Xt, Zt, grad_W1)
         else:
@@ -437,7 +439,7 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
         if w != NULL:
             _weights_tile(ms, msp, w + row0 + s, Wt)
             Wt_or_unit = Wt
-        loss[0] += _output_backward(plan, ms, msp, At, W2, b2, Wt_or_unit, Yt, Zt + s, mp,
+        loss[0] += _output_backward(plan, ms, msp, At, W2, b2, Wt_or_unit, Yt, -1, Zt + s, mp,
                                     grad)
         s += plan.sub_rows
     if plan.transposed_W1:
