@@ -514,46 +514,79 @@ cdef void _chunk_task_f(void *arg, Py_ssize_t c, int thread) noexcept nogil:
            <float *> j.chunk_grads + c * j.plan.grad_stride, j.chunk_loss + c)
 
 
+cdef inline bint _reduced_in_chunks(const Plan *plan) noexcept nogil:
+    """Whether _run_chunks leaves the gradients in the chunks' slots, for a
+    reduction (else a single chunk wrote them into ``grad`` itself)."""
+    return plan.n_chunks > 1 or plan.transposed_W1
+
+
+cdef double _run_chunks(const Plan *plan, sn_pool *pool, const floating *X,
+                        const floating *Y, const floating *w, const Rows *src,
+                        const floating *W1, const floating *b1,
+                        const floating *W2, const floating *b2,
+                        floating *scratch, floating *chunk_grads,
+                        double *chunk_loss, floating *grad) noexcept nogil:
+    """Over the plan.n rows of X, Y (weights w, NULL for unit weights): the
+    weighted sum of squared residuals (not yet / W_B, no penalty), and the
+    gradients of the data term (with dL/dyhat = (2 w_i / W_B) R_i) into the
+    chunks' slots (``_reduced_in_chunks``) or, for one chunk, into ``grad``.
+    With src.order set, X, Y and w are the batch buffers the chunks gather into."""
+    cdef Py_ssize_t c
+    cdef double loss
+    cdef ChunkJob job
+    if plan.n_chunks == 1:
+        # one chunk: no parallel region, whose start-up would dominate small n
+        _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch,
+               chunk_grads if plan.transposed_W1 else grad, chunk_loss)
+        return chunk_loss[0]
+    job.plan, job.src = plan, src
+    job.X, job.Y, job.w = X, Y, w
+    job.W1, job.b1, job.W2, job.b2 = W1, b1, W2, b2
+    job.scratch, job.chunk_grads, job.chunk_loss = scratch, chunk_grads, chunk_loss
+    if floating is double:
+        sn_pool_run(pool, _chunk_task_d, &job, plan.n_chunks)
+    else:
+        sn_pool_run(pool, _chunk_task_f, &job, plan.n_chunks)
+    loss = chunk_loss[0]
+    for c in range(1, plan.n_chunks):
+        loss += chunk_loss[c]
+    return loss
+
+
+cdef void _reduce_range(const Plan *plan, const floating *chunk_grads, floating *grad,
+                        Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """grad[lo:hi] = the chunks' gradients summed in chunk order: the same
+    sums whatever thread ran which chunk, or which reduced which range."""
+    cdef Py_ssize_t c, i, stride = plan.grad_stride
+    for i in range(lo, hi):
+        grad[i] = chunk_grads[i]
+    for c in range(1, plan.n_chunks):
+        for i in range(lo, hi):
+            grad[i] += chunk_grads[c * stride + i]
+
+
+cdef void _reduce(const Plan *plan, const floating *chunk_grads,
+                  floating *grad) noexcept nogil:
+    """The chunks' gradients into ``grad`` (after _run_chunks, where
+    _reduced_in_chunks)."""
+    cdef Py_ssize_t first = 0
+    if plan.transposed_W1:
+        _reduce_transposed(plan.d, plan.h, plan.n_chunks, plan.grad_stride, chunk_grads, grad)
+        first = plan.d * plan.h
+    _reduce_range(plan, chunk_grads, grad, first, plan.n_params)
+
+
 cdef double _loss_and_gradients(const Plan *plan, sn_pool *pool, const floating *X,
                                 const floating *Y, const floating *w, const Rows *src,
                                 const floating *W1, const floating *b1,
                                 const floating *W2, const floating *b2,
                                 floating *scratch, floating *chunk_grads,
                                 double *chunk_loss, floating *grad) noexcept nogil:
-    """Over the plan.n rows of X, Y (weights w, NULL for unit weights): the
-    weighted sum of squared residuals (not yet / W_B, no penalty) and the
-    gradients of the data term (with dL/dyhat = (2 w_i / W_B) R_i) into ``grad``.
-    With src.order set, X, Y and w are the batch buffers the chunks gather into."""
-    cdef Py_ssize_t c, i, first = 0
-    cdef Py_ssize_t n_chunks = plan.n_chunks, stride = plan.grad_stride
-    cdef double loss
-    cdef ChunkJob job
-    if n_chunks == 1:
-        # one chunk: no parallel region, whose start-up would dominate small n
-        if not plan.transposed_W1:
-            _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, grad, chunk_loss)
-            return chunk_loss[0]
-        _chunk(plan, 0, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads, chunk_loss)
-    else:
-        job.plan, job.src = plan, src
-        job.X, job.Y, job.w = X, Y, w
-        job.W1, job.b1, job.W2, job.b2 = W1, b1, W2, b2
-        job.scratch, job.chunk_grads, job.chunk_loss = scratch, chunk_grads, chunk_loss
-        if floating is double:
-            sn_pool_run(pool, _chunk_task_d, &job, n_chunks)
-        else:
-            sn_pool_run(pool, _chunk_task_f, &job, n_chunks)
-    # reduce in chunk order: the same sums whatever thread ran which chunk
-    if plan.transposed_W1:
-        _reduce_transposed(plan.d, plan.h, n_chunks, stride, chunk_grads, grad)
-        first = plan.d * plan.h
-    for i in range(first, plan.n_params):
-        grad[i] = chunk_grads[i]
-    loss = chunk_loss[0]
-    for c in range(1, n_chunks):
-        loss += chunk_loss[c]
-        for i in range(first, plan.n_params):
-            grad[i] += chunk_grads[c * stride + i]
+    """_run_chunks, its gradients reduced into ``grad``."""
+    cdef double loss = _run_chunks(plan, pool, X, Y, w, src, W1, b1, W2, b2, scratch,
+                                   chunk_grads, chunk_loss, grad)
+    if _reduced_in_chunks(plan):
+        _reduce(plan, chunk_grads, grad)
     return loss
 
 
@@ -827,6 +860,79 @@ ctypedef struct Fit:
     Step st
 
 
+cdef void _step_range(const Fit *f, const floating *chunk_grads, floating *grad,
+                      bint reduce, floating scale, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Entries lo .. hi - 1 of the flat parameter vector (W1, b1, W2, b2):
+    their gradients reduced from the chunks (``reduce``), the penalty's
+    scale * W added (with f.alpha != 0), then the optimizer's step. Each entry
+    goes through the same operations in the same order wherever the ranges
+    fall, so any split gives the numbers of one range over everything."""
+    cdef Py_ssize_t q, a, b, off
+    if reduce:
+        _reduce_range(&f.plan, chunk_grads, grad, lo, hi)
+    for q in range(4):
+        off = f.offsets[q]
+        a = max(lo, off)
+        b = min(hi, f.offsets[q + 1])
+        if a >= b:
+            continue
+        if f.alpha != 0 and (q == 0 or q == 2):   # W1 and W2
+            _add_penalty(grad + a, <const floating *> f.params[q] + (a - off), b - a, scale)
+        _update(&f.st, <floating *> f.params[q] + (a - off), grad + a,
+                <floating *> f.firsts[q] + (a - off), <floating *> f.seconds[q] + (a - off),
+                b - a)
+
+
+ctypedef struct StepJob:
+    # the arguments of _step_range for the parts of one step, typed as the
+    # call's floating type
+    const Fit *f
+    const void *chunk_grads
+    void *grad
+    double scale
+    Py_ssize_t n_parts
+
+
+cdef inline Py_ssize_t _part_start(const StepJob *j, Py_ssize_t part) noexcept nogil:
+    # equal parts, cut at multiples of 16 entries (whole cache lines of
+    # either dtype, so no two threads write one line)
+    return min(j.f.plan.n_params, (j.f.plan.n_params * part // j.n_parts + 15) // 16 * 16)
+
+
+cdef void _step_task_d(void *arg, Py_ssize_t part, int thread) noexcept nogil:
+    cdef StepJob *j = <StepJob *> arg
+    _step_range(j.f, <const double *> j.chunk_grads, <double *> j.grad, True,
+                <double> j.scale, _part_start(j, part), _part_start(j, part + 1))
+
+
+cdef void _step_task_f(void *arg, Py_ssize_t part, int thread) noexcept nogil:
+    cdef StepJob *j = <StepJob *> arg
+    _step_range(j.f, <const float *> j.chunk_grads, <float *> j.grad, True,
+                <float> j.scale, _part_start(j, part), _part_start(j, part + 1))
+
+
+cdef void _step(Fit *f, sn_pool *pool, const floating *chunk_grads, floating *grad,
+                double weight) noexcept nogil:
+    """The optimizer's step after a batch's _run_chunks (f.st set for it):
+    reduction, penalty gradient and update together, range by range, shared
+    with the pool's threads when the chunks were (docs/kernels.md, "The
+    step"); a transposed dW1 is reduced first, on this thread."""
+    cdef floating scale = <floating> (2.0 * f.alpha / weight)
+    cdef StepJob job
+    if f.plan.n_chunks > 1 and not f.plan.transposed_W1:
+        job.f, job.chunk_grads, job.grad = f, chunk_grads, grad
+        job.scale = scale
+        job.n_parts = pool.n_threads
+        if floating is double:
+            sn_pool_run(pool, _step_task_d, &job, job.n_parts)
+        else:
+            sn_pool_run(pool, _step_task_f, &job, job.n_parts)
+        return
+    if _reduced_in_chunks(&f.plan):
+        _reduce(&f.plan, chunk_grads, grad)
+    _step_range(f, chunk_grads, grad, False, scale, 0, f.plan.n_params)
+
+
 cdef class Run:
     """A run of calls on one fit's arrays: ``run(epoch0, start, count, orders)``
     trains ``count`` epochs, writing losses[start:start + count]. The plan,
@@ -878,7 +984,7 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
     cdef double *loss_curve = f.losses + first
     cdef bint shuffled = order0 != NULL, unit_weights = f.unit_weights
     cdef int64_t steps = f.t[0]
-    cdef Py_ssize_t epoch, start, rows, q, done = epochs
+    cdef Py_ssize_t epoch, start, rows, done = epochs
     cdef double loss, weight, epoch_loss, epoch_weight
     cdef bint diverged = False
     cdef const floating *Xs
@@ -916,10 +1022,16 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
                     continue
                 if unit_weights:
                     ws_ = NULL
-                loss = _batch(&f.plan, &ws.pool, Xs, Ys, ws_, &src, rows, weight, f.alpha,
-                              <floating *> f.params[0], <floating *> f.params[1],
-                              <floating *> f.params[2], <floating *> f.params[3],
-                              scratch, chunk_grads, ws.chunk_loss, grad)
+                _set_rows(&f.plan, rows)
+                f.plan.two_over_w = 2.0 / weight
+                loss = _run_chunks(&f.plan, &ws.pool, Xs, Ys, ws_, &src,
+                                   <floating *> f.params[0], <floating *> f.params[1],
+                                   <floating *> f.params[2], <floating *> f.params[3],
+                                   scratch, chunk_grads, ws.chunk_loss, grad)
+                if f.alpha != 0:
+                    loss += f.alpha * _penalty_sum(&f.plan, <floating *> f.params[0],
+                                                   <floating *> f.params[2])
+                loss /= weight
                 if not isfinite(loss):
                     loss_curve[epoch] = loss
                     diverged = True
@@ -930,10 +1042,7 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
                 if f.st.optimizer == ADAM:
                     f.st.bias1 = 1.0 - pow(f.st.beta1, <double> steps)
                     f.st.bias2 = 1.0 - pow(f.st.beta2, <double> steps)
-                for q in range(4):
-                    _update(&f.st, <floating *> f.params[q], grad + f.offsets[q],
-                            <floating *> f.firsts[q], <floating *> f.seconds[q],
-                            f.offsets[q + 1] - f.offsets[q])
+                _step(f, &ws.pool, chunk_grads, grad, weight)
             if diverged:
                 done = epoch
                 break
