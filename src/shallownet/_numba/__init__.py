@@ -36,7 +36,7 @@ from numba import njit
 
 from . import epochs
 from .activations import activate as _activate
-from .jit import JIT
+from .jit import JIT, entry
 from .plan import plan, prepare, workspace
 from .records import Epochs, Params, Rows, Settings, State
 from .rows import weight_sum
@@ -81,7 +81,7 @@ def evaluator(code, gemm, parallel):
 @cache
 def activator(code):
     """The compiled ``activate(z, a, g)`` of one activation."""
-    @njit(**JIT)
+    @njit(**entry(JIT))
     def activate(z, a, g):
         _activate(z, a, g, code)
     return activate

@@ -14,7 +14,7 @@ from numba import njit
 
 from .batch import gradients
 from .intrinsics import wide_vectors
-from .jit import JIT, like
+from .jit import JIT, entry, like
 from .records import Params, Rows, Source, State
 from .rows import gather_weights, transpose_into
 from .steps import MOMENTUM, PLAIN, learning_rate, step
@@ -36,7 +36,7 @@ def make_train(code, kind, gemm, parallel, gather):
     closure's, pruned and passed on as compile-time constants (the factory
     is the entry point itself: a level of calls less to compile)."""
 
-    @njit(**JIT)
+    @njit(**entry(JIT))
     def train(data, params, state, settings, epochs, ws):
         """Run epochs.count epochs on params and the optimizer state in place;
         see the package's docstring. Returns the number of finished epochs
@@ -127,7 +127,7 @@ def make_train(code, kind, gemm, parallel, gather):
 def make_loss_and_gradients(code, gemm, parallel):
     """The compiled ``loss_and_gradients`` of one configuration."""
 
-    @njit(**JIT)
+    @njit(**entry(JIT))
     def loss_and_gradients(data, params, alpha, weight, ws, grads):
         """L over all rows of data, whose weights sum to ``weight``, at params;
         its gradients into grads. ws: a workspace for one batch of all rows,

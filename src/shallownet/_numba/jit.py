@@ -29,11 +29,21 @@ from numba import types
 from numba.core import errors
 from numba.extending import overload
 
-JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-JIT_ROW_SUM = dict(cache=True, nogil=True, error_model="numpy",
-                   fastmath={"contract", "reassoc"})
+# Kernels are called from compiled code only, so none gets the wrapper
+# that calls it from Python (nor the C-callable one): lowering and
+# optimizing those cost each compiled function time in a first fit. The
+# few functions Python calls (the entry points) take ``entry(...)``.
+_INNER = dict(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True,
+              no_cfunc_wrapper=True)
+JIT = dict(_INNER, fastmath={"contract"})
+JIT_ROW_SUM = dict(_INNER, fastmath={"contract", "reassoc"})
 # fastmath=False set explicitly: an unset flag is inherited from the caller
-JIT_EXACT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+JIT_EXACT = dict(_INNER, fastmath=False)
+
+
+def entry(options):
+    """These compiler options for a function Python calls: with its wrapper."""
+    return dict(options, no_cpython_wrapper=False)
 
 
 def literal_choice(name, option, choices):

@@ -14,7 +14,7 @@ import numpy as np
 from llvmlite.binding import get_host_cpu_features
 from numba import njit
 
-from .jit import JIT, JIT_ROW_SUM
+from .jit import JIT, JIT_ROW_SUM, entry
 from .records import Chunks, Params, Tiles, Workspace
 from .rows import weight_sum
 
@@ -163,7 +163,7 @@ def workspace(n, d, h, k, dtype, rows, n_threads, gather):
     return carve()
 
 
-@njit(**JIT_ROW_SUM)
+@njit(**entry(JIT_ROW_SUM))
 def _batch_weights(w, rows, out):
     for batch in range(out.shape[0]):
         start = batch * rows
