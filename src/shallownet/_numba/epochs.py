@@ -2,8 +2,8 @@
 the loss and its gradients over all rows (``loss_and_gradients``).
 
 Each is built for one configuration, as compile-time constants: the activation
-code and step kind (literal integers, dispatched on while typing), and the
-flags ``gemm`` (GEMM tiles, else explicit loops), ``parallel`` and
+code (a literal integer, dispatched on while typing), the step kind (the
+closure's integer, whose branches Numba prunes), and the flags ``gemm`` (GEMM tiles, else explicit loops), ``parallel`` and
 ``gather`` (shuffled batches, else rows in order), each None or True (see
 ``jit``). ``shallownet._numba`` keeps one compiled function per
 configuration a fit uses.
@@ -17,7 +17,8 @@ from .intrinsics import wide_vectors
 from .jit import JIT, entry, like
 from .records import Params, Rows, Source, State
 from .rows import gather_weights, transpose_into
-from .steps import MOMENTUM, PLAIN, learning_rate, step
+from .steps import (ADAM_STEP, MOMENTUM, PLAIN, adam_folded_step, adam_step, learning_rate,
+                    momentum_step, plain_step)
 
 
 @njit(**JIT)
@@ -34,7 +35,9 @@ def _copy_transposed(moments, W1, m, v, W1_from, m_from, v_from):
 def make_train(code, kind, gemm, parallel, gather):
     """The compiled ``train`` of one configuration: the constants are the
     closure's, pruned and passed on as compile-time constants (the factory
-    is the entry point itself: a level of calls less to compile)."""
+    is the entry point itself: a level of calls less to compile). Numba
+    prunes a branch on a closure's constant (``kind == PLAIN``) before
+    inlining and typing it, so only this kind's step is compiled."""
 
     @njit(**entry(JIT))
     def train(data, params, state, settings, epochs, ws):
@@ -113,7 +116,15 @@ def make_train(code, kind, gemm, parallel, gather):
                 epoch_loss += loss * weight
                 epoch_weight += weight
                 S.t[0] += 1
-                step(kind, P, grads, S, lr, settings)
+                # one branch is left: the kind is a constant of the closure
+                if kind == PLAIN:
+                    plain_step(P, grads, S, lr, settings)
+                elif kind == MOMENTUM:
+                    momentum_step(P, grads, S, lr, settings)
+                elif kind == ADAM_STEP:
+                    adam_step(P, grads, S, lr, settings)
+                else:
+                    adam_folded_step(P, grads, S, lr, settings)
             if finished < epochs.count:
                 break
             epochs.losses[epochs.start + epoch] = epoch_loss / epoch_weight

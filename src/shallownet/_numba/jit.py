@@ -11,9 +11,13 @@ vectorising.
 Choice: a fit's configuration is made of compile-time constants, so that
 only the code it runs is compiled (``shallownet._numba`` builds one entry
 point per configuration, whose constants reach every kernel below it):
-- the activation code and the optimizer's step kind are literal integers
-  (``Literal`` types); the overloads ``activations.activation`` and
-  ``steps.step`` pick their implementation while typing (``literal_choice``);
+- the activation code is a literal integer (a ``Literal`` type): the
+  overload ``activations.activation`` picks its implementation while typing;
+- the optimizer's step kind is an integer of the entry point's closure:
+  Numba prunes a branch comparing two constants (``kind == PLAIN``) before
+  typing it, so only that kind's step is compiled. (An overload choosing
+  it while typing, as the activation's does, was compiled as a function of
+  its own even when inlined: ~0.25 s of a first fit.)
 - the flags gemm, parallel and gather are None (off) or True (on): Numba
   prunes a branch ``if flag is None`` by the flag's type in every function
   it is passed to (and in every function inlined there), so the code behind
@@ -26,7 +30,6 @@ function it calls, so each level of calls adds to the compile time.
 
 import numpy as np
 from numba import types
-from numba.core import errors
 from numba.extending import overload
 
 # Kernels are called from compiled code only, so none gets the wrapper
@@ -44,18 +47,6 @@ JIT_EXACT = dict(_INNER, fastmath=False)
 def entry(options):
     """These compiler options for a function Python calls: with its wrapper."""
     return dict(options, no_cpython_wrapper=False)
-
-
-def literal_choice(name, option, choices):
-    """choices[the value of option], a compile-time constant (a Literal
-    type), for an overload that dispatches on it while typing: the other
-    choices are never compiled. Such overloads are inlined into their
-    caller (Numba IR), so a choice adds no compiled function whose library
-    every caller would link and optimize again."""
-    if not isinstance(option, types.Literal):
-        raise errors.TypingError(f"{name}: the option must be a compile-time constant, "
-                                 f"got {option}")
-    return choices[option.literal_value]
 
 
 def like(x, a):

@@ -3,19 +3,20 @@
 Elementwise, in the order of operations of the reference's _step and in the
 parameters' dtype (every scalar is converted to it first, as NumPy does with
 a Python float); no fastmath, so no FMA: with the same gradient the update
-is rounded exactly as NumPy rounds it. ``step(kind, ...)`` is the single
-dispatch; ``step_kind`` names the kind a fit's options give.
+is rounded exactly as NumPy rounds it. ``step_kind`` names the kind a fit's
+options give; the entry point calls that kind's update (``plain_step``,
+``momentum_step``, ``adam_step``, ``adam_folded_step``), chosen by its
+constant kind (``epochs.make_train``).
 """
 
 import math
 
 import numpy as np
 from numba import njit
-from numba.extending import overload
 
 from .._options import ADAM
 from .intrinsics import wide_vectors
-from .jit import JIT, JIT_EXACT, like, literal_choice
+from .jit import JIT, JIT_EXACT, like
 from .records import AdamScalars
 
 # the step kinds (compile-time constants of a fit)
@@ -95,41 +96,43 @@ def learning_rate(learning_rate, epoch, schedule_scale, power_t):
     return learning_rate / math.pow(np.float64(epoch) * schedule_scale + 1.0, power_t)
 
 
-@njit(inline="always", **JIT)
-def _flat(a):
-    """a as a 1-D view: the steps are compiled once, for 1-D arrays."""
-    return a.reshape(-1)
-
+# The updates of every parameter (and of the state's moments), state.t
+# counting this step; lr in the parameters' dtype. The weight matrices pass
+# as 1-D views: each step is compiled once, for 1-D arrays.
 
 @njit(inline="always", **JIT)
-def _plain(params, grads, state, lr, s):
-    _step_sgd(_flat(params.W1), _flat(grads.W1), lr)
+def plain_step(params, grads, state, lr, s):
+    _step_sgd(params.W1.reshape(-1), grads.W1.reshape(-1), lr)
     _step_sgd(params.b1, grads.b1, lr)
-    _step_sgd(_flat(params.W2), _flat(grads.W2), lr)
+    _step_sgd(params.W2.reshape(-1), grads.W2.reshape(-1), lr)
     _step_sgd(params.b2, grads.b2, lr)
 
 
 @njit(inline="always", **JIT)
-def _momentum(params, grads, state, lr, s):
+def momentum_step(params, grads, state, lr, s):
     mu = like(s.momentum, params.W1)
     m = state.m
-    _step_momentum(_flat(params.W1), _flat(grads.W1), _flat(m.W1), mu, lr, s.nesterov)
+    _step_momentum(params.W1.reshape(-1), grads.W1.reshape(-1), m.W1.reshape(-1), mu, lr,
+                   s.nesterov)
     _step_momentum(params.b1, grads.b1, m.b1, mu, lr, s.nesterov)
-    _step_momentum(_flat(params.W2), _flat(grads.W2), _flat(m.W2), mu, lr, s.nesterov)
+    _step_momentum(params.W2.reshape(-1), grads.W2.reshape(-1), m.W2.reshape(-1), mu, lr,
+                   s.nesterov)
     _step_momentum(params.b2, grads.b2, m.b2, mu, lr, s.nesterov)
 
 
 @njit(inline="always", **JIT)
 def _adam_steps(params, grads, state, c, folded):
     m, v = state.m, state.v
-    _step_adam(_flat(params.W1), _flat(grads.W1), _flat(m.W1), _flat(v.W1), c, folded)
+    _step_adam(params.W1.reshape(-1), grads.W1.reshape(-1), m.W1.reshape(-1),
+               v.W1.reshape(-1), c, folded)
     _step_adam(params.b1, grads.b1, m.b1, v.b1, c, folded)
-    _step_adam(_flat(params.W2), _flat(grads.W2), _flat(m.W2), _flat(v.W2), c, folded)
+    _step_adam(params.W2.reshape(-1), grads.W2.reshape(-1), m.W2.reshape(-1),
+               v.W2.reshape(-1), c, folded)
     _step_adam(params.b2, grads.b2, m.b2, v.b2, c, folded)
 
 
 @njit(inline="always", **JIT)
-def _adam(params, grads, state, lr, s):
+def adam_step(params, grads, state, lr, s):
     t = np.float64(state.t[0])
     W1 = params.W1
     c = AdamScalars(lr, like(s.beta1, W1), like(1.0 - s.beta1, W1), like(s.beta2, W1),
@@ -139,7 +142,7 @@ def _adam(params, grads, state, lr, s):
 
 
 @njit(inline="always", **JIT)
-def _adam_folded(params, grads, state, lr, s):
+def adam_folded_step(params, grads, state, lr, s):
     t = np.float64(state.t[0])
     W1 = params.W1
     bias1 = 1.0 - math.pow(s.beta1, t)
@@ -149,18 +152,3 @@ def _adam_folded(params, grads, state, lr, s):
                     like(1.0 - s.beta2, W1), like(bias1, W1), like(bias2, W1),
                     like(s.epsilon, W1), step)
     _adam_steps(params, grads, state, c, True)
-
-
-def step(kind, params, grads, state, lr, settings):
-    """One update of every parameter (and of the state's moments), state.t
-    counting this step; lr in the parameters' dtype (compiled code only)."""
-
-
-@overload(step, jit_options=JIT, inline="always")
-def _step(kind, params, grads, state, lr, settings):
-    target = literal_choice("step", kind, {PLAIN: _plain, MOMENTUM: _momentum,
-                                           ADAM_STEP: _adam, ADAM_FOLDED: _adam_folded})
-
-    def call(kind, params, grads, state, lr, settings):
-        target(params, grads, state, lr, settings)
-    return call
