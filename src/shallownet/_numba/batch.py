@@ -15,7 +15,7 @@ from .intrinsics import wide_vectors
 from .jit import JIT, like
 from .plan import plan
 from .records import Params
-from .rows import add_into, add_scaled, copy_into, gather, sum_squares
+from .rows import add_scaled, gather, sum_chunks, sum_squares, zero
 
 
 @njit(inline="always", **JIT)
@@ -43,10 +43,10 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
         gather(source, begin, end, gemm is None)
     grads = Params(chunks.W1[c], chunks.b1[c], chunks.W2[c], chunks.b2[c])
     if gemm is None:
-        grads.W1[:] = 0                      # (the GEMM tiles write it first)
-    grads.b1[:] = 0
-    grads.W2[:] = 0
-    grads.b2[:] = 0
+        zero(grads.W1.reshape(-1))           # (the GEMM tiles write it first)
+    zero(grads.b1)
+    zero(grads.W2.reshape(-1))
+    zero(grads.b2)
     loss = 0.0
     for r0 in range(begin, end, tile_rows):
         T = min(tile_rows, end - r0)
@@ -110,18 +110,14 @@ def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha
     scale = like(2.0 / weight, W1)
     run_chunks(parallel, gemm, code, row0, m, cut, rows, source, params, scale, tiles, chunks)
     # reduce in chunk order: the same sums whatever the number of workers
-    # (flat views: one compiled copy_into and add_into for every shape)
+    # (on flat views: a chunk's accumulators are a row)
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
-    copy_into(grad_W1.reshape(-1), chunks.W1[0].reshape(-1))
-    copy_into(grad_b1, chunks.b1[0])
-    copy_into(grad_W2.reshape(-1), chunks.W2[0].reshape(-1))
-    copy_into(grad_b2, chunks.b2[0])
+    sum_chunks(grad_W1.reshape(-1), chunks.W1.reshape((chunks.W1.shape[0], -1)), n_chunks)
+    sum_chunks(grad_b1, chunks.b1, n_chunks)
+    sum_chunks(grad_W2.reshape(-1), chunks.W2.reshape((chunks.W2.shape[0], -1)), n_chunks)
+    sum_chunks(grad_b2, chunks.b2, n_chunks)
     loss = chunks.loss[0]
     for c in range(1, n_chunks):
-        add_into(grad_W1.reshape(-1), chunks.W1[c].reshape(-1))
-        add_into(grad_b1, chunks.b1[c])
-        add_into(grad_W2.reshape(-1), chunks.W2[c].reshape(-1))
-        add_into(grad_b2, chunks.b2[c])
         loss += chunks.loss[c]
     if alpha != 0.0:
         # the L2 penalty (alpha / W_B) (|W1|^2 + |W2|^2) and its gradients

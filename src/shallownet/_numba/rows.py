@@ -115,26 +115,30 @@ def gather(source, begin, end, transposed):
                 Y_to[i, c] = Y[r, c]
 
 
-# Copies and sums of whole arrays as loops: an array assignment or in-place
-# add would compile NumPy's shape check and its error message (~3 s of
-# compile time) for shapes that are right by construction.
+# Zeroing and sums of whole arrays as loops on 1-D views: an array
+# assignment or in-place add would compile NumPy's shape check and its
+# error message (~3 s of compile time) for shapes that are right by
+# construction. Each reshape into such a view is ~100 instructions of
+# checks for LLVM to optimize, so the callers take each view once.
 
 @njit(inline="always", **JIT_EXACT)
-def copy_into(dst, src):
-    """dst = src, both contiguous of one size."""
-    d = dst.reshape(-1)
-    s = src.reshape(-1)
-    for i in range(d.shape[0]):
-        d[i] = s[i]
+def zero(a):
+    """a = 0 for a 1-D array."""
+    for i in range(a.shape[0]):
+        a[i] = 0
 
 
 @njit(inline="always", **JIT_EXACT)
-def add_into(dst, src):
-    """dst += src, both contiguous of one size."""
-    d = dst.reshape(-1)
-    s = src.reshape(-1)
-    for i in range(d.shape[0]):
-        d[i] += s[i]
+def sum_chunks(dst, parts, n):
+    """dst = parts[0] + parts[1] + ... + parts[n - 1], added in that order
+    (dst 1-D, parts 2-D: one row a chunk)."""
+    first = parts[0]
+    for i in range(dst.shape[0]):
+        dst[i] = first[i]
+    for c in range(1, n):
+        part = parts[c]
+        for i in range(dst.shape[0]):
+            dst[i] += part[i]
 
 
 @njit(**JIT_EXACT)
