@@ -18,13 +18,10 @@ from .records import Params
 from .rows import add_scaled, gather, sum_chunks, sum_squares, zero
 
 
-@njit(inline="always", **JIT)
-def tile(gemm, rows, r0, T, params, code, scale, first, tiles, wk, grads):
-    """One tile: explicit.tile_explicit or gemm.tile_gemm."""
-    if gemm is None:
-        return tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads)
-    return tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads)
-
+# Numba inlines a function (inline="always") with the functions inlined in
+# it, copying its IR once for every level, so the levels between the epoch
+# loop and the tiles are as few as their jobs allow: the chunk (compiled on
+# its own for the parallel loop too) and the batch (``gradients``).
 
 @njit(inline="always", **JIT)
 def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks):
@@ -50,7 +47,11 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     loss = 0.0
     for r0 in range(begin, end, tile_rows):
         T = min(tile_rows, end - r0)
-        loss += tile(gemm, rows, r0, T, params, code, scale, r0 == begin, tiles, wk, grads)
+        if gemm is None:
+            loss += tile_explicit(rows, r0, T, params, code, scale, r0 == begin, tiles, wk,
+                                  grads)
+        else:
+            loss += tile_gemm(rows, r0, T, params, code, scale, r0 == begin, tiles, wk, grads)
     chunks.loss[c] = loss
 
 
@@ -69,22 +70,6 @@ def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, sc
     for wk in prange(n_workers):
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
             _chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks)
-
-
-@njit(inline="always", **JIT)
-def run_chunks(parallel, gemm, code, row0, m, cut, rows, source, params, scale, tiles, chunks):
-    """Every chunk of a batch, on one thread or on as many workers as there
-    are tile buffers (the same sums either way: chunks are fixed by the row
-    count and reduced in chunk order)."""
-    n_chunks = cut[0]
-    if parallel is not None and n_chunks > 1:
-        _chunks_prange(gemm, code, min(tiles.G.shape[0], n_chunks), row0, m, cut, rows,
-                       source, params, scale, tiles, chunks)
-    else:
-        # one chunk runs without a parallel region: its start-up would
-        # dominate a small batch
-        for c in range(n_chunks):
-            chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks)
 
 
 # inlined (Numba IR) into its two callers, train and loss_and_gradients: as a
@@ -108,7 +93,17 @@ def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha
     n_chunks = cut[0]
     # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
     scale = like(2.0 / weight, W1)
-    run_chunks(parallel, gemm, code, row0, m, cut, rows, source, params, scale, tiles, chunks)
+    # every chunk, on one thread or on as many workers as there are tile
+    # buffers (the same sums either way: chunks are fixed by the row count
+    # and reduced in chunk order)
+    if parallel is not None and n_chunks > 1:
+        _chunks_prange(gemm, code, min(tiles.G.shape[0], n_chunks), row0, m, cut, rows,
+                       source, params, scale, tiles, chunks)
+    else:
+        # one chunk runs without a parallel region: its start-up would
+        # dominate a small batch
+        for c in range(n_chunks):
+            chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks)
     # reduce in chunk order: the same sums whatever the number of workers
     # (on flat views: a chunk's accumulators are a row)
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
