@@ -119,19 +119,25 @@ def gather(source, begin, end, transposed):
 # assignment or in-place add would compile NumPy's shape check and its
 # error message (~3 s of compile time) for shapes that are right by
 # construction. Each reshape into such a view is ~100 instructions of
-# checks for LLVM to optimize, so the callers take each view once.
+# checks for LLVM to optimize, so the callers take each view once. They are
+# compiled on their own, once for every dtype: inlined (Numba IR), their
+# loops were a quarter of the epoch loop's code, and Numba copies the IR
+# of an inlined function once a block (with every variable of it), which
+# made inlining the batch into the epoch loop cost twice as much.
 
-@njit(inline="always", **JIT_EXACT)
+@njit(**JIT_EXACT)
 def zero(a):
     """a = 0 for a 1-D array."""
+    wide_vectors()
     for i in range(a.shape[0]):
         a[i] = 0
 
 
-@njit(inline="always", **JIT_EXACT)
+@njit(**JIT_EXACT)
 def sum_chunks(dst, parts, n):
     """dst = parts[0] + parts[1] + ... + parts[n - 1], added in that order
     (dst 1-D, parts 2-D: one row a chunk)."""
+    wide_vectors()
     first = parts[0]
     for i in range(dst.shape[0]):
         dst[i] = first[i]
