@@ -3,10 +3,10 @@ the loss and its gradients over all rows (``loss_and_gradients``).
 
 Each is built for one configuration, as compile-time constants: the activation
 code (a literal integer, dispatched on while typing), the step kind (the
-closure's integer, whose branches Numba prunes), and the flags ``gemm`` (GEMM tiles, else explicit loops), ``parallel`` and
-``gather`` (shuffled batches, else rows in order), each None or True (see
-``jit``). ``shallownet._numba`` keeps one compiled function per
-configuration a fit uses.
+closure's integer, whose branches Numba prunes), and the flags ``gemm`` (GEMM
+tiles, else explicit loops), ``parallel`` and ``gather`` (shuffled batches,
+else rows in order), each None or True (see ``jit``). ``shallownet._numba``
+keeps one compiled function per configuration a fit uses.
 """
 
 import numpy as np
