@@ -576,19 +576,6 @@ cdef void _reduce(const Plan *plan, const floating *chunk_grads,
     _reduce_range(plan, chunk_grads, grad, first, plan.n_params)
 
 
-cdef double _loss_and_gradients(const Plan *plan, sn_pool *pool, const floating *X,
-                                const floating *Y, const floating *w, const Rows *src,
-                                const floating *W1, const floating *b1,
-                                const floating *W2, const floating *b2,
-                                floating *scratch, floating *chunk_grads,
-                                double *chunk_loss, floating *grad) noexcept nogil:
-    """_run_chunks, its gradients reduced into ``grad``."""
-    cdef double loss = _run_chunks(plan, pool, X, Y, w, src, W1, b1, W2, b2, scratch,
-                                   chunk_grads, chunk_loss, grad)
-    if _reduced_in_chunks(plan):
-        _reduce(plan, chunk_grads, grad)
-    return loss
-
 
 cdef void _reduce_transposed(Py_ssize_t d, Py_ssize_t h, Py_ssize_t n_chunks,
                              Py_ssize_t stride, const floating *chunk_grads,
@@ -804,20 +791,26 @@ cdef double _batch(Plan *plan, sn_pool *pool, const floating *X, const floating 
                    const floating *W1, const floating *b1,
                    const floating *W2, const floating *b2,
                    floating *scratch, floating *chunk_grads, double *chunk_loss,
-                   floating *grad) noexcept nogil:
-    """The loss L_B of ``rows`` rows of weight sum ``weight``, and its gradients
-    (penalty included) into ``grad``."""
+                   floating *grad, bint finish) noexcept nogil:
+    """The loss L_B of ``rows`` rows of weight sum ``weight`` (penalty
+    included) and, with ``finish``, its gradients (penalty included) into
+    ``grad``; without, the data term's gradients as _run_chunks leaves them,
+    for a training step to finish (_step)."""
     cdef double loss
     cdef floating scale
     _set_rows(plan, rows)
     plan.two_over_w = 2.0 / weight
-    loss = _loss_and_gradients(plan, pool, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads,
-                               chunk_loss, grad)
+    loss = _run_chunks(plan, pool, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads,
+                       chunk_loss, grad)
     if alpha != 0:
         loss += alpha * _penalty_sum(plan, W1, W2)
-        scale = <floating> (2.0 * alpha / weight)
-        _add_penalty(grad, W1, plan.d * plan.h, scale)
-        _add_penalty(grad + plan.d * plan.h + plan.h, W2, plan.h * plan.k, scale)
+    if finish:
+        if _reduced_in_chunks(plan):
+            _reduce(plan, chunk_grads, grad)
+        if alpha != 0:
+            scale = <floating> (2.0 * alpha / weight)
+            _add_penalty(grad, W1, plan.d * plan.h, scale)
+            _add_penalty(grad + plan.d * plan.h + plan.h, W2, plan.h * plan.k, scale)
     return loss / weight
 
 
@@ -1022,16 +1015,10 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
                     continue
                 if unit_weights:
                     ws_ = NULL
-                _set_rows(&f.plan, rows)
-                f.plan.two_over_w = 2.0 / weight
-                loss = _run_chunks(&f.plan, &ws.pool, Xs, Ys, ws_, &src,
-                                   <floating *> f.params[0], <floating *> f.params[1],
-                                   <floating *> f.params[2], <floating *> f.params[3],
-                                   scratch, chunk_grads, ws.chunk_loss, grad)
-                if f.alpha != 0:
-                    loss += f.alpha * _penalty_sum(&f.plan, <floating *> f.params[0],
-                                                   <floating *> f.params[2])
-                loss /= weight
+                loss = _batch(&f.plan, &ws.pool, Xs, Ys, ws_, &src, rows, weight, f.alpha,
+                              <floating *> f.params[0], <floating *> f.params[1],
+                              <floating *> f.params[2], <floating *> f.params[3],
+                              scratch, chunk_grads, ws.chunk_loss, grad, False)
                 if not isfinite(loss):
                     loss_curve[epoch] = loss
                     diverged = True
@@ -1128,7 +1115,7 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
             weight = _weight_sum(w, n)
         loss = _batch(&plan, &ws.pool, &X[0, 0], &Y[0, 0], w, &in_place, n, weight, alpha,
                       &W1[0, 0], &b1[0], &W2[0, 0], &b2[0], <floating *> ws.scratch,
-                      <floating *> ws.chunk_grads, ws.chunk_loss, grad)
+                      <floating *> ws.chunk_grads, ws.chunk_loss, grad, True)
         for i in range(d * h):
             (&grad_W1[0, 0])[i] = grad[i]
         for i in range(h):
@@ -1189,7 +1176,7 @@ cdef double _packed_loss(PackedLoss self, const floating *x, floating *out,
                       <const floating *> self.Y, <const floating *> self.w, &in_place, self.n,
                       self.weight, self.alpha, x, x + dh + hk, x + dh, x + dh + hk + h,
                       <floating *> self.ws.scratch, <floating *> self.ws.chunk_grads,
-                      self.ws.chunk_loss, grad)
+                      self.ws.chunk_loss, grad, True)
         # grad is W1, b1, W2, b2; out is W1, W2, b1, b2
         for i in range(dh):
             out[i] = s * grad[i]
