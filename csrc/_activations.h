@@ -641,8 +641,9 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
             continue;
         }
         /* At only: sn_output_backward takes g' from it. Storing z and g' as
-         * well took a third of a 200-row relu forward pass (their 180 KB
-         * tile lives in L2: docs/kernels.md, "The forward pass") */
+         * well took over a third of a 200-row relu forward pass (their 180 KB
+         * tiles live in L2: docs/kernels.md, "Measured facts behind the
+         * choices") */
         if (code == SN_RELU)
             SN_UNROLL for (int u = 0; u < units; u++)
                 SN_UNROLL for (int v = 0; v < nv; v++) {
@@ -657,11 +658,11 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
                 memcpy(At + (j + u) * mp + i + v * SN_VL, &z[u][v], sizeof(SN_V));
         /* (double only, see sn_gprime_from_a) */
         if (code == SN_TANH)
-            for (int l = 0; l < units * mp; l += mp)
+            for (ptrdiff_t l = 0; l < units * mp; l += mp)
                 for (int q = 0; q < nv * SN_VL; q++)
                     At[j * mp + i + l + q] = (SN_T) sn_tanh((double) At[j * mp + i + l + q]);
         else if (code == SN_SIGMOID)
-            for (int l = 0; l < units * mp; l += mp)
+            for (ptrdiff_t l = 0; l < units * mp; l += mp)
                 for (int q = 0; q < nv * SN_VL; q++)
                     At[j * mp + i + l + q] = (SN_T) sn_sigmoid((double) At[j * mp + i + l + q]);
     }

@@ -576,7 +576,6 @@ cdef void _reduce(const Plan *plan, const floating *chunk_grads,
     _reduce_range(plan, chunk_grads, grad, first, plan.n_params)
 
 
-
 cdef void _reduce_transposed(Py_ssize_t d, Py_ssize_t h, Py_ssize_t n_chunks,
                              Py_ssize_t stride, const floating *chunk_grads,
                              floating *grad) noexcept nogil:
@@ -887,8 +886,9 @@ ctypedef struct StepJob:
 
 
 cdef inline Py_ssize_t _part_start(const StepJob *j, Py_ssize_t part) noexcept nogil:
-    # equal parts, cut at multiples of 16 entries (whole cache lines of
-    # either dtype, so no two threads write one line)
+    # equal parts, cut at multiples of 16 entries: whole cache lines of the
+    # (aligned) gradient vector in either dtype, so that the threads share
+    # no line of it
     return min(j.f.plan.n_params, (j.f.plan.n_params * part // j.n_parts + 15) // 16 * 16)
 
 
