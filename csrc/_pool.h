@@ -1,7 +1,8 @@
 /* The Cython kernels' own thread pool (docs/kernels.md, "Threads").
  *
  * Contract: sn_pool_run(pool, fn, arg, n_chunks) calls fn(arg, c, thread) once
- * for every chunk c in [0, n_chunks) and returns when all have returned.
+ * for every chunk c in [0, n_chunks) and returns when all have returned
+ * (jobs of more than SN_POOL_MAX_CHUNKS chunks run on the caller alone).
  * `thread` is in [0, pool->n_threads): 0 for the calling thread, i for
  * worker i, and no two calls running at once share it (per-thread scratch).
  * Which thread runs which chunk is not fixed; the caller makes results
@@ -12,7 +13,8 @@
  * - chunks are claimed one at a time from an atomic ticket by whichever
  *   thread is free, the caller included, so the caller never waits for a
  *   worker that has not been scheduled: on a busy machine it does the
- *   chunks itself;
+ *   chunks itself; a thread takes its own chunks (c % n_threads == thread)
+ *   first, so consecutive jobs keep each chunk's data on one core;
  * - the caller shares a job only while sharing measures faster: it times
  *   trials of jobs shared and jobs it runs alone, and keeps the faster way
  *   for a while (on a core another process holds, a worker costs more than
@@ -55,7 +57,8 @@
 #define SN_POOL_SPIN_MAX_NS 200000
 /* pauses between two reads of the clock */
 #define SN_POOL_SPIN_CHECK 8
-#define SN_POOL_MAX_THREADS 64
+#define SN_POOL_MAX_THREADS 32
+#define SN_POOL_MAX_CHUNKS 32
 
 typedef void (*sn_chunk_fn)(void *arg, Py_ssize_t chunk, int thread);
 
@@ -64,9 +67,10 @@ typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;        /* workers: a new job, or shutdown */
     pthread_cond_t finished;    /* caller: the last chunk is done */
-    /* generation << 32 | n_chunks << 16 | next chunk; claimed by CAS, so a
-     * late worker can never take a chunk of a later job */
+    /* generation << 32 | a bit for each chunk not yet claimed; claimed by
+     * CAS, so a late worker can never take a chunk of a later job */
     uint64_t ticket;
+    int n_chunks;               /* of the current job */
     int done;                   /* chunks finished in the current job */
     int shutdown;
     sn_chunk_fn fn;
@@ -83,6 +87,10 @@ typedef struct {
  * trials of the slower way). */
 #define SN_POOL_TRIAL 16
 #define SN_POOL_KEEP 240
+/* the first jobs of a trial are not counted: they move to the other core
+ * the data the other way left in this one's cache (docs/kernels.md,
+ * "Sharing") */
+#define SN_POOL_WARMUP 8
 enum { SN_TRY_SHARED, SN_TRY_ALONE, SN_KEEP_SHARED, SN_KEEP_ALONE };
 
 typedef struct {
@@ -114,15 +122,31 @@ static inline int64_t sn_pool_now(void) {
     return (int64_t) t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Claim the next chunk of job `generation`, or -1 when none is left. */
-static inline Py_ssize_t sn_pool_claim(sn_pool_shared *s, uint32_t generation) {
+/* The chunks thread `thread` of n_threads takes first: c = thread, thread +
+ * n_threads, ... (a bit mask; jobs have at most SN_POOL_MAX_CHUNKS chunks). */
+static inline uint32_t sn_pool_own(int thread, int n_threads) {
+    uint32_t own = 0;
+    for (int c = thread; c < SN_POOL_MAX_CHUNKS; c += n_threads)
+        own |= (uint32_t) 1 << c;
+    return own;
+}
+
+/* Claim a chunk of job `generation`, or -1 when none is left: one of this
+ * thread's own chunks while any is unclaimed, else the lowest unclaimed one.
+ * Chunk c thus runs on thread c % n_threads whenever that thread is
+ * running, so a job that follows another of as many chunks finds its data
+ * in the cache of the core that wrote it (docs/kernels.md, "Threads"). */
+static inline Py_ssize_t sn_pool_claim(sn_pool_shared *s, uint32_t generation, uint32_t own) {
     uint64_t t = __atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE);
     for (;;) {
-        if ((uint32_t) (t >> 32) != generation || (t & 0xffff) >= ((t >> 16) & 0xffff))
+        uint32_t left = (uint32_t) t, pick;
+        if ((uint32_t) (t >> 32) != generation || left == 0)
             return -1;
-        if (__atomic_compare_exchange_n(&s->ticket, &t, t + 1, 1, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
-            return (Py_ssize_t) (t & 0xffff);
+        pick = (left & own) ? (left & own) : left;
+        pick &= -pick;                      /* its lowest bit */
+        if (__atomic_compare_exchange_n(&s->ticket, &t, t & ~(uint64_t) pick, 1,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return (Py_ssize_t) __builtin_ctz(pick);
     }
 }
 
@@ -130,9 +154,10 @@ static inline Py_ssize_t sn_pool_claim(sn_pool_shared *s, uint32_t generation) {
  * finishes the job's last chunk wakes the caller. */
 static void sn_pool_work(sn_pool_shared *s, uint32_t generation, int thread) {
     Py_ssize_t c;
-    while ((c = sn_pool_claim(s, generation)) >= 0) {
-        /* the job cannot end before this chunk is done: fn and arg are its own */
-        int n = (int) ((__atomic_load_n(&s->ticket, __ATOMIC_ACQUIRE) >> 16) & 0xffff);
+    uint32_t own = sn_pool_own(thread, s->n_threads);
+    while ((c = sn_pool_claim(s, generation, own)) >= 0) {
+        /* the job cannot end before this chunk is done: fn, arg, n_chunks are its own */
+        int n = __atomic_load_n(&s->n_chunks, __ATOMIC_ACQUIRE);
         s->fn(s->arg, c, thread);
         if (__atomic_add_fetch(&s->done, 1, __ATOMIC_ACQ_REL) == n && thread != 0) {
             pthread_mutex_lock(&s->lock);
@@ -161,7 +186,8 @@ static void *sn_pool_worker(void *p) {
                 continue;
             now = sn_pool_now();
             /* while another thread still runs a chunk of the job, the next job is nearer */
-            if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) < (int) ((t >> 16) & 0xffff))
+            if (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)
+                < __atomic_load_n(&s->n_chunks, __ATOMIC_ACQUIRE))
                 idle_since = now;
             if (now - idle_since > SN_POOL_SPIN_NS || now - began > SN_POOL_SPIN_MAX_NS)
                 break;
@@ -243,7 +269,8 @@ static void sn_pool_init(sn_pool *pool, int n_threads) {
 
 /* Account a job of `ns` nanoseconds to the current phase; move on when it ends. */
 static void sn_pool_next(sn_pool *pool, int64_t ns) {
-    if (pool->phase == SN_TRY_SHARED || pool->phase == SN_TRY_ALONE)
+    if ((pool->phase == SN_TRY_SHARED || pool->phase == SN_TRY_ALONE)
+        && pool->left <= SN_POOL_TRIAL - SN_POOL_WARMUP)
         pool->trial_ns[pool->phase] += ns;
     if (--pool->left > 0)
         return;
@@ -285,7 +312,7 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     if (pool->n_threads > 1 && n_chunks > 1 && pool->shared == NULL)
         pool->shared = sn_pool_start(pool->n_threads);
     s = pool->shared;
-    if (s == NULL || n_chunks < 2) {
+    if (s == NULL || n_chunks < 2 || n_chunks > SN_POOL_MAX_CHUNKS) {
         for (c = 0; c < n_chunks; c++)
             fn(arg, c, 0);
         return;
@@ -300,9 +327,11 @@ static void sn_pool_run(sn_pool *pool, sn_chunk_fn fn, void *arg, Py_ssize_t n_c
     s->fn = fn;
     s->arg = arg;
     __atomic_store_n(&s->done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->n_chunks, (int) n_chunks, __ATOMIC_RELAXED);
     generation = (uint32_t) (__atomic_load_n(&s->ticket, __ATOMIC_RELAXED) >> 32) + 1;
     pthread_mutex_lock(&s->lock);
-    __atomic_store_n(&s->ticket, ((uint64_t) generation << 32) | ((uint64_t) n_chunks << 16),
+    __atomic_store_n(&s->ticket, ((uint64_t) generation << 32)
+                     | (uint32_t) (n_chunks == 32 ? ~0u : (1u << n_chunks) - 1),
                      __ATOMIC_RELEASE);
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->lock);
