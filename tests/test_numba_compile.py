@@ -32,6 +32,8 @@ print(json.dumps({{
     "adam": count(steps._step_adam),
     "momentum": count(steps._step_momentum),
     "sgd": count(steps._step_sgd),
+    "penalty": count(rows.sum_squares) + count(rows.add_scaled),
+    "reduction": count(rows.sum_chunks),
 }}))
 """
 
@@ -46,12 +48,13 @@ def _compiled(tmp_path, n, d, fit):
 
 
 def test_a_default_fit_compiles_only_its_own_path(tmp_path):
-    # (1000, 3) with 16 hidden units: explicit loops, one chunk, rows in
-    # order, plain gradient descent
+    # (1000, 3) with 16 hidden units: explicit loops, batches of one chunk
+    # (no reduction of chunks), plain gradient descent, no penalty
     got = _compiled(tmp_path, 1000, 3, "dict(hidden=16, n_threads=1)")
     assert got["explicit_tile"] == 1
     assert got["sgd"] >= 1
-    for unused in ("gemm_tile", "parallel", "gather", "adam", "momentum"):
+    for unused in ("gemm_tile", "parallel", "gather", "adam", "momentum", "penalty",
+                   "reduction"):
         assert got[unused] == 0, (unused, got)
 
 
@@ -59,17 +62,19 @@ def test_a_wide_shuffled_adam_fit_compiles_only_its_own_path(tmp_path):
     # (600, 40) with 64 hidden units: GEMM tiles; Adam on shuffled batches of
     # 200, one chunk each, so no parallel region even with two threads
     got = _compiled(tmp_path, 600, 40,
-                    "dict(hidden=64, optimizer='adam', batch_size=200, n_threads=2)")
+                    "dict(hidden=64, optimizer='adam', batch_size=200, n_threads=2, alpha=1e-4)")
     assert got["gemm_tile"] >= 1
     assert got["gather"] == 1
     assert got["adam"] >= 1
-    for unused in ("explicit_tile", "parallel", "sgd", "momentum"):
+    assert got["penalty"] >= 1
+    for unused in ("explicit_tile", "parallel", "sgd", "momentum", "reduction"):
         assert got[unused] == 0, (unused, got)
 
 
 def test_the_parallel_path_is_compiled_when_a_batch_has_several_chunks(tmp_path):
     got = _compiled(tmp_path, 20000, 3, "dict(hidden=16, n_threads=2)")
     assert got["parallel"] == 1
+    assert got["reduction"] >= 1
     assert got["gemm_tile"] == 0
 
 

@@ -25,7 +25,8 @@ write the parameters, state and their slice of the curve, and never raise.
 
 A fit compiles only what it runs: the functions below build one entry point
 per configuration (activation, step kind, GEMM tiles or explicit loops,
-serial or parallel, gathered batches or not), whose constants every kernel
+serial or parallel, gathered batches or not, batches of one chunk or more,
+a penalty or not), whose constants every kernel
 below it is compiled for (``jit``); Numba caches each on disk (its cache key
 includes the constants).
 """
@@ -42,7 +43,7 @@ from .records import Epochs, Params, Rows, Settings, State
 from .rows import weight_sum
 from .steps import step_kind
 
-__all__ = ["Epochs", "Params", "Rows", "Settings", "State", "configure", "trainer",
+__all__ = ["Epochs", "Params", "Rows", "Settings", "State", "configure", "penalized", "trainer",
            "evaluator", "activator", "prepare", "workspace", "step_kind", "weight_sum"]
 
 
@@ -51,12 +52,20 @@ def _flag(on):
 
 
 def configure(n, d, h, k, itemsize, n_threads):
-    """The flags (gemm, parallel) of batches of at most n rows with these
-    shapes and threads, None (off) or True (on): the path is fixed by the
-    shapes, and a batch that is one chunk, or one thread, runs serially and
-    never compiles the parallel code."""
+    """The flags (gemm, parallel, single) of batches of at most n rows with
+    these shapes and threads, None (off) or True (on): the path is fixed by
+    the shapes; a batch that is one chunk, or one thread, runs serially and
+    never compiles the parallel code; where every batch is one chunk
+    (single), the chunk adds into the gradients itself and no reduction is
+    compiled."""
     n_chunks, _, _, use_gemm, _ = plan.py_func(n, d, h, k, itemsize)
-    return _flag(use_gemm), _flag(n_chunks > 1 and n_threads > 1)
+    return _flag(use_gemm), _flag(n_chunks > 1 and n_threads > 1), _flag(n_chunks == 1)
+
+
+def penalized(alpha):
+    """The flag of a fit's L2 penalty: without one (alpha = 0) its sums and
+    gradients are not compiled."""
+    return _flag(alpha != 0)
 
 
 def uses_gemm(d, h):
@@ -65,17 +74,17 @@ def uses_gemm(d, h):
 
 
 @cache
-def trainer(code, kind, gemm, parallel, gather):
+def trainer(code, kind, gemm, parallel, gather, single, penalty):
     """The compiled ``train(data, params, state, settings, epochs, ws)`` of
     one configuration (``epochs.make_train``)."""
-    return epochs.make_train(code, kind, gemm, parallel, _flag(gather))
+    return epochs.make_train(code, kind, gemm, parallel, _flag(gather), single, penalty)
 
 
 @cache
-def evaluator(code, gemm, parallel):
+def evaluator(code, gemm, parallel, single, penalty):
     """The compiled ``loss_and_gradients(data, params, alpha, weight, ws,
     grads)`` of one configuration (``epochs.make_loss_and_gradients``)."""
-    return epochs.make_loss_and_gradients(code, gemm, parallel)
+    return epochs.make_loss_and_gradients(code, gemm, parallel, single, penalty)
 
 
 @cache

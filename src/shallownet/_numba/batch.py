@@ -24,11 +24,13 @@ from .rows import add_scaled, gather, sum_chunks, sum_squares, zero
 # its own for the parallel loop too) and the batch (``gradients``).
 
 @njit(inline="always", **JIT)
-def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks):
+def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks,
+          single, into):
     """Chunk c of the batch of m rows from row0, on worker wk's buffers: its
-    loss and gradients into its own accumulators, tile by tile. A shuffled
-    batch's chunk first gathers its own rows (``source``), in parallel with
-    the others; rows in order pass None."""
+    loss into chunks.loss[c] and its gradients into its own accumulators,
+    or with ``single`` (the batch is this one chunk) into ``into``, tile by
+    tile. A shuffled batch's chunk first gathers its own rows
+    (``source``), in parallel with the others; rows in order pass None."""
     # inlined, but into the body of a prange loop too, which Numba compiles
     # as a function of its own: the attribute must reach that one as well
     wide_vectors()
@@ -38,7 +40,10 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     if source is not None:
         # into the path's layout: transposed for the explicit loops
         gather(source, begin, end, gemm is None)
-    grads = Params(chunks.W1[c], chunks.b1[c], chunks.W2[c], chunks.b2[c])
+    if single is None:
+        grads = Params(chunks.W1[c], chunks.b1[c], chunks.W2[c], chunks.b2[c])
+    else:
+        grads = into
     if gemm is None:
         zero(grads.W1.reshape(-1))           # (the GEMM tiles write it first)
     zero(grads.b1)
@@ -69,7 +74,8 @@ def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, sc
     n_chunks = cut[0]
     for wk in prange(n_workers):
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
-            _chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks)
+            _chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks,
+                   None, None)
 
 
 # inlined (Numba IR) into its two callers, train and loss_and_gradients: as a
@@ -77,11 +83,12 @@ def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, sc
 # linked in and then again inside its caller, a third of a first fit's
 # compile time (docs/kernels.md, "Compiling on demand")
 @njit(inline="always", **JIT)
-def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha, tiles,
-              chunks, grads):
+def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, weight, params,
+              alpha, tiles, chunks, grads):
     """L_B and its gradients (into grads) at params for the batch of the m
     rows from row0 of ``rows``, whose weights sum to ``weight`` > 0; returns
-    L_B. A shuffled batch's chunks first gather its rows there from
+    L_B. With ``single`` the batch is one chunk, which adds into grads
+    itself; with ``penalty`` None, alpha is 0. A shuffled batch's chunks first gather its rows there from
     ``source``; rows in order pass None. W1 and grads.W1 are in the path's
     layout: d x h on the explicit path, transposed (h x d) on the GEMM path.
     The same code serves every optimizer."""
@@ -96,25 +103,28 @@ def gradients(gemm, parallel, code, rows, source, row0, m, weight, params, alpha
     # every chunk, on one thread or on as many workers as there are tile
     # buffers (the same sums either way: chunks are fixed by the row count
     # and reduced in chunk order)
+    grad_W1, grad_b1, grad_W2, grad_b2 = grads
     if parallel is not None and n_chunks > 1:
         _chunks_prange(gemm, code, min(tiles.G.shape[0], n_chunks), row0, m, cut, rows,
                        source, params, scale, tiles, chunks)
     else:
         # one chunk runs without a parallel region: its start-up would
-        # dominate a small batch
+        # dominate a small batch; with ``single`` it adds into grads itself
+        # (one call site: each is a copy of the inlined tiles to compile)
         for c in range(n_chunks):
-            chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks)
-    # reduce in chunk order: the same sums whatever the number of workers
-    # (on flat views: a chunk's accumulators are a row)
-    grad_W1, grad_b1, grad_W2, grad_b2 = grads
-    sum_chunks(grad_W1.reshape(-1), chunks.W1.reshape((chunks.W1.shape[0], -1)), n_chunks)
-    sum_chunks(grad_b1, chunks.b1, n_chunks)
-    sum_chunks(grad_W2.reshape(-1), chunks.W2.reshape((chunks.W2.shape[0], -1)), n_chunks)
-    sum_chunks(grad_b2, chunks.b2, n_chunks)
+            chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks,
+                  single, grads)
+    if single is None:
+        # reduce in chunk order: the same sums whatever the number of workers
+        # (on flat views: a chunk's accumulators are a row)
+        sum_chunks(grad_W1.reshape(-1), chunks.W1.reshape((chunks.W1.shape[0], -1)), n_chunks)
+        sum_chunks(grad_b1, chunks.b1, n_chunks)
+        sum_chunks(grad_W2.reshape(-1), chunks.W2.reshape((chunks.W2.shape[0], -1)), n_chunks)
+        sum_chunks(grad_b2, chunks.b2, n_chunks)
     loss = chunks.loss[0]
     for c in range(1, n_chunks):
         loss += chunks.loss[c]
-    if alpha != 0.0:
+    if penalty is not None and alpha != 0.0:
         # the L2 penalty (alpha / W_B) (|W1|^2 + |W2|^2) and its gradients
         loss += alpha * (sum_squares(W1) + sum_squares(W2))
         s = like(2.0 * alpha / weight, W1)

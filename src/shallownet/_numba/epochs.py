@@ -4,8 +4,9 @@ the loss and its gradients over all rows (``loss_and_gradients``).
 Each is built for one configuration, as compile-time constants: the activation
 code (a literal integer, dispatched on while typing), the step kind (the
 closure's integer, whose branches Numba prunes), and the flags ``gemm`` (GEMM
-tiles, else explicit loops), ``parallel`` and ``gather`` (shuffled batches,
-else rows in order), each None or True (see ``jit``). ``shallownet._numba``
+tiles, else explicit loops), ``parallel``, ``gather`` (shuffled batches, else
+rows in order), ``single`` (every batch one chunk) and ``penalty`` (alpha !=
+0), each None or True (see ``jit``). ``shallownet._numba``
 keeps one compiled function per configuration a fit uses.
 """
 
@@ -32,7 +33,7 @@ def _copy_transposed(moments, W1, m, v, W1_from, m_from, v_from):
         transpose_into(v, v_from)
 
 
-def make_train(code, kind, gemm, parallel, gather):
+def make_train(code, kind, gemm, parallel, gather, single, penalty):
     """The compiled ``train`` of one configuration: the constants are the
     closure's, pruned and passed on as compile-time constants (the factory
     is the entry point itself: a level of calls less to compile). Numba
@@ -100,15 +101,15 @@ def make_train(code, kind, gemm, parallel, gather):
                         weight = gather_weights(w, order, ws.w_batch)
                         if weight == 0.0:
                             continue
-                    loss = gradients(gemm, parallel, code, batch_rows,
+                    loss = gradients(gemm, parallel, single, penalty, code, batch_rows,
                                      Source(X, Y, order, X_to, Y_to), 0, m, weight, P,
                                      settings.alpha, tiles, chunks, grads)
                 else:
                     weight = ws.batch_weight[batch]
                     if weight == 0.0:
                         continue
-                    loss = gradients(gemm, parallel, code, in_order, None, first, m, weight,
-                                     P, settings.alpha, tiles, chunks, grads)
+                    loss = gradients(gemm, parallel, single, penalty, code, in_order, None,
+                                     first, m, weight, P, settings.alpha, tiles, chunks, grads)
                 if not np.isfinite(loss):
                     epochs.losses[epochs.start + epoch] = loss
                     finished = epoch
@@ -135,7 +136,7 @@ def make_train(code, kind, gemm, parallel, gather):
     return train
 
 
-def make_loss_and_gradients(code, gemm, parallel):
+def make_loss_and_gradients(code, gemm, parallel, single, penalty):
     """The compiled ``loss_and_gradients`` of one configuration."""
 
     @njit(**entry(JIT))
@@ -150,13 +151,13 @@ def make_loss_and_gradients(code, gemm, parallel):
         # literal 0 would compile the parallel chunks (batch._chunks_prange)
         # again rather than share train's
         if gemm is None:
-            return gradients(gemm, parallel, code, Rows(ws.XT, ws.YT, w), None, n - n, n,
-                             weight, params, alpha, ws.tiles, ws.chunks, grads)
+            return gradients(gemm, parallel, single, penalty, code, Rows(ws.XT, ws.YT, w),
+                             None, n - n, n, weight, params, alpha, ws.tiles, ws.chunks, grads)
         # the GEMM path's layout: W1 and its gradient transposed
         transpose_into(ws.W1T, params.W1)
-        loss = gradients(gemm, parallel, code, Rows(X, Y, w), None, n - n, n, weight,
-                         Params(ws.W1T, params.b1, params.W2, params.b2), alpha, ws.tiles,
-                         ws.chunks, Params(ws.grads.W1, grads.b1, grads.W2, grads.b2))
+        loss = gradients(gemm, parallel, single, penalty, code, Rows(X, Y, w), None, n - n,
+                         n, weight, Params(ws.W1T, params.b1, params.W2, params.b2), alpha,
+                         ws.tiles, ws.chunks, Params(ws.grads.W1, grads.b1, grads.W2, grads.b2))
         transpose_into(grads.W1, ws.grads.W1)
         return loss
     return loss_and_gradients

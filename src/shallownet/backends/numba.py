@@ -109,10 +109,11 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     h, k = params.W1.shape[1], Y.shape[1]
     ws = kernels.workspace(n, d, h, k, X.dtype, rows, workers, gather)
     kernels.prepare(ws, X, Y, sample_weight, rows, gather)
-    gemm, parallel = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
+    gemm, parallel, single = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
     kind = kernels.step_kind(int(spec.optimizer), float(spec.momentum),
                              bool(spec.epsilon_before_correction))
-    train = kernels.trainer(int(spec.activation), kind, gemm, parallel, gather)
+    train = kernels.trainer(int(spec.activation), kind, gemm, parallel, gather, single,
+                            kernels.penalized(float(spec.alpha)))
     data = kernels.Rows(X, Y, sample_weight)
     params = Params(*params)
     state = kernels.State(Params(*state.m), Params(*state.v), state.t)
@@ -152,13 +153,14 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
     # the kernel and a workspace for one batch of all n rows; a small one is
     # kept for the next call with the same shapes (an Evaluator's loop) in
     # this thread, where its set-up would be a good part of the call
-    key = (n, d, h, k, X.dtype, count, int(activation_code))
+    penalty = kernels.penalized(float(alpha))
+    key = (n, d, h, k, X.dtype, count, int(activation_code), penalty)
     cached = getattr(_run, "evaluation", None)
     if cached is None or cached[0] != key:
-        gemm, parallel = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
+        gemm, parallel, single = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
         ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False)
-        cached = (key, kernels.evaluator(int(activation_code), gemm, parallel), ws,
-                  gemm is None, parallel is not None)
+        cached = (key, kernels.evaluator(int(activation_code), gemm, parallel, single, penalty),
+                  ws, gemm is None, parallel is not None)
         size = sum(a.nbytes for a in _arrays(ws))
         _run.evaluation = cached if size <= _KEEP_WORKSPACE_BYTES else None
     _, evaluate, ws, explicit, parallel = cached
