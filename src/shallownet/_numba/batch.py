@@ -88,10 +88,11 @@ def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, weig
     """L_B and its gradients (into grads) at params for the batch of the m
     rows from row0 of ``rows``, whose weights sum to ``weight`` > 0; returns
     L_B. With ``single`` the batch is one chunk, which adds into grads
-    itself; with ``penalty`` None, alpha is 0. A shuffled batch's chunks first gather its rows there from
-    ``source``; rows in order pass None. W1 and grads.W1 are in the path's
-    layout: d x h on the explicit path, transposed (h x d) on the GEMM path.
-    The same code serves every optimizer."""
+    itself; with ``penalty`` None, alpha is 0. A shuffled batch's chunks
+    first gather its rows there from ``source``; rows in order pass None.
+    W1 and grads.W1 are in the path's layout: d x h on the explicit path,
+    transposed (h x d) on the GEMM path. The same code serves every
+    optimizer."""
     W1, b1, W2, _ = params
     h = b1.shape[0]
     d = W1.size // h
