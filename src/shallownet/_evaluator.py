@@ -110,14 +110,14 @@ class Evaluator:
             evaluator's dtype.
         """
         checked = self._params(params)
-        work = blas_work(self._module, self.X.shape[0], *checked.W1.shape)
+        shape = (self.X.shape[0], *checked.W1.shape)
         args = (self.X, self.Y, self.sample_weight, checked, self.activation.code, self.alpha,
                 self.n_threads)
-        if work < BLAS_SERIAL_WORK:
+        if blas_work(self._module, *shape) < BLAS_SERIAL_WORK:
             # nothing to limit: BLAS stays serial on this call's products and
             # a backend's own pool is set by the backend when a call is parallel
             loss, grads = self._module.loss_and_gradients(*args)
         else:
-            with thread_limits(self._module, self.n_threads, work):
+            with thread_limits(self._module, self.n_threads, shape):
                 loss, grads = self._module.loss_and_gradients(*args)
         return float(loss), Params(*grads)

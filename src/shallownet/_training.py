@@ -13,7 +13,7 @@ import numpy as np
 from ._options import ADAM, OPTIMIZERS, SCHEDULES, SGD, OptimizerState, TrainSpec, new_state  # noqa: F401
 from ._params import Params
 from ._threads import usable_cores
-from .backends import blas_work, open_packed_loss, thread_limits
+from .backends import open_packed_loss, thread_limits
 
 # With shuffling, blocks hold about this many order entries (at least one
 # epoch). Drawing an order costs ~5 ns a row (shallownet._shuffle), about a
@@ -133,8 +133,7 @@ class Trainer:
         no_improvement = 0
         done = 0
         try:
-            work = blas_work(self.module, X.shape[0], *self.params.W1.shape)
-            with thread_limits(self.module, self.n_threads, work):
+            with thread_limits(self.module, self.n_threads, (X.shape[0], *self.params.W1.shape)):
                 # buffers and settings once per run: each block is then one
                 # cheap call (a return costs 1-8 us, docs/kernels.md)
                 run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,
@@ -205,8 +204,7 @@ class Trainer:
             return (callback is not None and (iteration + 1) % callback_every == 0
                     and bool(callback(self.epochs_done + iteration, loss, params)))
 
-        work = blas_work(module, X.shape[0], *self.params.W1.shape)
-        with thread_limits(module, n_threads, work), \
+        with thread_limits(module, n_threads, (X.shape[0], *self.params.W1.shape)), \
                 np.errstate(over="ignore", invalid="ignore"):   # the line search backs off
             # one evaluator for the run: the backend plans and allocates once
             loss_at = open_packed_loss(module, X, Y, sample_weight, self.params.W1.shape[1],

@@ -45,7 +45,7 @@ from ._lbfgs import minimize_packed, pack
 from ._params import Params
 from ._options import ADAM, SGD, OptimizerState, TrainSpec
 from ._validation import check_n_threads, check_not_dask
-from .backends import BACKENDS, blas_work, open_packed_loss, resolve_backend, thread_limits
+from .backends import BACKENDS, open_packed_loss, resolve_backend, thread_limits
 
 __all__ = ["MLPRegressor"]
 
@@ -274,7 +274,7 @@ class _Run:
             return self.sklearn_loss(loss, penalty / weight_sum), grad
 
         verbose = est.verbose is True or est.verbose >= 1
-        with thread_limits(module, n_threads, blas_work(module, X.shape[0], d, h)):
+        with thread_limits(module, n_threads, (X.shape[0], d, h)):
             result = minimize_packed(evaluate, start, max_iter=est.max_iter,
                                      max_fun=est.max_fun, tol=est.tol,
                                      iprint=1 if verbose else -1)
@@ -339,8 +339,8 @@ class _Run:
         est.n_iter_ = 0
         done = 0
         try:
-            work = blas_work(self.module, n_train, *params.W1.shape)
-            with thread_limits(self.module, self.n_threads, work), _interruptible():
+            with thread_limits(self.module, self.n_threads, (n_train, *params.W1.shape)), \
+                    _interruptible():
                 while done < est.max_iter:
                     count, spec, epoch0 = self._next_block(done, n_train, batch_size, ordered,
                                                            one_at_a_time or incremental)

@@ -152,14 +152,15 @@ def blas_work(module, n, d, h):
 
 
 @contextlib.contextmanager
-def thread_limits(module, n_threads, work=None):
+def thread_limits(module, n_threads, shape=None):
     """The threads of a run of calls into ``module``: BLAS limited to the
-    threads the module allows during a call (unless ``work``, the largest
-    product's m n k, is below ``BLAS_SERIAL_WORK``), and the module's own
-    thread pool, if it has one (``module.threads``), set to ``n_threads``
-    once for the run rather than at every call."""
+    threads the module allows during a call (unless the calls' ``shape``,
+    (n, d, h) as for ``blas_work``, makes their largest product smaller than
+    ``BLAS_SERIAL_WORK``), and the module's own thread pool, if it has one
+    (``module.threads``), set to ``n_threads`` once for the run rather than
+    at every call."""
     with contextlib.ExitStack() as stack:
-        if work is None or work >= BLAS_SERIAL_WORK:
+        if shape is None or blas_work(module, *shape) >= BLAS_SERIAL_WORK:
             stack.enter_context(_threads.blas_limit(module.BLAS_THREADS or n_threads))
         if hasattr(module, "threads"):
             stack.enter_context(module.threads(n_threads))
