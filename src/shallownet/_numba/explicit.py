@@ -20,10 +20,10 @@ from .rows import residual
 @njit(inline="always", **JIT)
 def _forward_last(x, w, bias, accumulate, a, g, yhat0, w2, code):
     """The last feature's pass of z1_j: z = (g[i] if accumulate else bias) + w x[i];
-    a = g(z), g = g'(z); yhat0 += w2 a."""
+    a = g(z), g = g'(z); yhat0 += w2 a. (``accumulate``: the flag ``wide``.)"""
     # two loops rather than one reading a second name for g: LLVM's runtime
     # overlap check would fail on the alias and run the scalar loop
-    if accumulate:
+    if accumulate is not None:
         for i in range(x.shape[0]):
             ai, gi = activation(g[i] + w * x[i], code)
             a[i] = ai
@@ -38,13 +38,14 @@ def _forward_last(x, w, bias, accumulate, a, g, yhat0, w2, code):
 
 
 @njit(**JIT)
-def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat):
-    """z1_j = X_t W1[:, j] + b1[j], a = g(z1_j), g = g'(z1_j); yhat += a W2[j, :]."""
+def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi):
+    """z1_j = X_t W1[:, j] + b1[j], a = g(z1_j), g = g'(z1_j); yhat += a W2[j, :].
+    ``wide`` (d > 1) and ``multi`` (k > 1) are the tiles' flags (``records.Tiles``)."""
     wide_vectors()
     d = XT.shape[0]
     k = W2.shape[1]
     bias = b1[j]
-    if d > 1:
+    if wide is not None:
         # z1_j accumulates in g over the first d - 1 features, in feature
         # order, four features a pass to spare loads and stores of g
         w = W1[0, j]
@@ -70,27 +71,28 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat):
     x = XT[d - 1, r0:r0 + T]
     w = W1[d - 1, j]
     w2 = W2[j, 0]
-    accumulate = d > 1
-    _forward_last(x, w, bias, accumulate, a, g, yhat[0], w2, code)
-    for c in range(1, k):
-        w2 = W2[j, c]
-        yhat_c = yhat[c]
-        for i in range(T):
-            yhat_c[i] += w2 * a[i]
+    _forward_last(x, w, bias, wide, a, g, yhat[0], w2, code)
+    if multi is not None:
+        for c in range(1, k):
+            w2 = W2[j, c]
+            yhat_c = yhat[c]
+            for i in range(T):
+                yhat_c[i] += w2 * a[i]
 
 
 @njit(inline="always", **JIT_ROW_SUM)
-def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2, keep):
-    """dz = (sum_c D[c] W2[j, c]) g for unit j (kept in dz if ``keep`` or
-    k > 1), grad_W2[j, c] += sum a D[c]; returns (sum dz, sum x0 dz)."""
+def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2, keep, multi):
+    """dz = (sum_c D[c] W2[j, c]) g for unit j (kept in dz unless ``keep``
+    is None, or if ``multi``: k > 1), grad_W2[j, c] += sum a D[c]; returns
+    (sum dz, sum x0 dz)."""
     k = W2.shape[1]
     D0 = D[0]
     w2 = W2[j, 0]
     sum_dz = 0.0
     sum_x0_dz = 0.0
-    if k == 1:
+    if multi is None:
         sum_a_D0 = 0.0
-        if keep:
+        if keep is not None:
             for i in range(x0.shape[0]):
                 dzi = (w2 * D0[i]) * g[i]
                 dz[i] = dzi
@@ -128,7 +130,8 @@ def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2, keep):
 
 
 @njit(**JIT_ROW_SUM)
-def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad_W2):
+def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide,
+                    multi):
     """For hidden units j ... j + units - 1 (units 1 or 2): dz = (D W2[j]^T) g'
     (``_dz_unit``), then the row sums grad_b1[j] += sum dz,
     grad_W1[l, j] += sum X_t[:, l] dz, grad_W2[j, c] += sum a D[c]. Two
@@ -143,7 +146,7 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
     dz_b = dz[T:2 * T] if units == 2 else dz_a
     for u in range(units):
         sum_dz, sum_x0_dz = _dz_unit(x0, D, W2, j + u, A[j + u], G[j + u],
-                                     dz_b if u else dz_a, grad_W2, d > 1)
+                                     dz_b if u else dz_a, grad_W2, wide, multi)
         grad_b1[j + u] += sum_dz
         grad_W1[0, j + u] += sum_x0_dz
     l = 1
@@ -205,7 +208,7 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     for c in range(k):
         R[c, :] = b2[c]
     for j in range(h):
-        _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R)
+        _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R, tiles.wide, tiles.multi)
     loss = 0.0
     w_t = w[r0:r0 + T]
     for c in range(k):
@@ -214,6 +217,7 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         grad_b2[c] += sum_D
     for pair in range((h + 1) // 2):
         j = 2 * pair
-        _backward_units(XT, r0, T, W2, j, min(2, h - j), R, A, G, dz, grad_W1, grad_b1, grad_W2)
+        _backward_units(XT, r0, T, W2, j, min(2, h - j), R, A, G, dz, grad_W1, grad_b1, grad_W2,
+                        tiles.wide, tiles.multi)
     return loss
 
