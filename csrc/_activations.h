@@ -11,7 +11,8 @@
  *
  *   sn_activation_{d,f}(code, rows, cols, z_gprime, ld_z, a, ld_a)
  *                                                 a = g(z), z_gprime := g'(z)
- *   sn_transpose_{d,f}(m, cols, mp, src, dst)     dst = src^T, zero-padded
+ *   sn_gather_transpose_{d,f}(m, cols, mp, src, order, dst)
+ *                                                 dst = src[order]^T, zero-padded
  *   sn_forward_{d,f}(d, h, m, mp, code, Xt, W1, b1, Zt, At)
  *                                                 z = W1^T Xt + b1 on the samples
  *                                                 up to m rounded up to a register;
@@ -279,6 +280,10 @@ SN_INLINE float sn_sigmoidf(float z, float *gprime)
  * random reads do not stall on memory. Rows longer than the budget per row
  * are left to the hardware prefetcher, which follows a row once started. */
 #define SN_PREFETCH_ROW_BYTES 512
+/* a gather prefetches the row this many places ahead, on top of the whole
+ * next batch ahead (measured at (100000, 10, 32), Adam: 12.1-13.4 ms an
+ * epoch against 13.2-14.8 ms with the batch ahead only) */
+#define SN_GATHER_AHEAD 16
 /* GCC deletes a loop whose only statements are __builtin_prefetch calls (it
  * counts them as free of side effects): on x86 the instruction is asm volatile */
 #ifdef SN_X86
@@ -500,6 +505,94 @@ SN_TARGET SN_INLINE SN_V SN_FN(sn_sum_lanes)(SN_V *in)
                     + __builtin_shuffle(in[2 * q], in[2 * q + 1], hi);
     }
     return in[0];
+}
+
+/* r[q] = row q of an SN_VL x SN_VL block := the block's transpose: one
+ * butterfly level per bit b of the lane index, which trades lane l of
+ * register q for lane l ^ b of register q ^ b where the two bits differ
+ * (two shuffles per pair of registers a level: 24 for 8 x 8 doubles). */
+SN_TARGET SN_INLINE void SN_FN(sn_transpose_registers)(SN_V *r)
+{
+    SN_UNROLL for (int level = 0; level < SN_LOG2_VL; level++) {
+        const int b = 1 << level;
+#define SN_TLO(l) (((l) & b) ? SN_VL + (l) - b : (l))
+#define SN_THI(l) (((l) & b) ? SN_VL + (l) : (l) + b)
+        SN_FN(sn_mask) lo = SN_LANE_LIST(SN_TLO), hi = SN_LANE_LIST(SN_THI);
+#undef SN_TLO
+#undef SN_THI
+        SN_UNROLL for (int q = 0; q < SN_VL; q++) {
+            if (q & b)
+                continue;
+            SN_V x = r[q], y = r[q + b];
+            r[q] = __builtin_shuffle(x, y, lo);
+            r[q + b] = __builtin_shuffle(x, y, hi);
+        }
+    }
+}
+
+/* dst (cols x mp) = the m rows of src (row-major, cols wide) that order
+ * names (NULL: rows 0 ... m - 1), transposed, columns m ... mp - 1 zeroed.
+ * SN_VL rows at a time, SN_VL columns a register transpose; the last
+ * columns from a block ending at the row's end (overlapping the one before,
+ * whose columns it does not store again); narrow rows in order a column at
+ * a time. A gather reads each row once,
+ * with no copy of the batch in between; it prefetches the rows
+ * SN_GATHER_AHEAD places ahead. */
+SN_TARGET static void SN_FN(sn_gather_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
+                                                 const SN_T *restrict src,
+                                                 const int64_t *restrict order,
+                                                 SN_T *restrict dst)
+{
+    ptrdiff_t i = 0;
+    if (!order && cols < SN_VL) {
+        /* narrow rows in order: a column at a time, written contiguously
+         * (d = 1: a copy) */
+        for (ptrdiff_t c = 0; c < cols; c++)
+            for (ptrdiff_t r = 0; r < m; r++)
+                dst[c * mp + r] = src[r * cols + c];
+        i = m;
+    }
+    for (; i + SN_VL <= m; i += SN_VL) {
+        const SN_T *row[SN_VL];
+        SN_UNROLL for (int q = 0; q < SN_VL; q++)
+            row[q] = src + (order ? order[i + q] : i + q) * cols;
+        if (order && i + SN_GATHER_AHEAD < m) {
+            ptrdiff_t ahead = m - i - SN_GATHER_AHEAD;
+            sn_prefetch_rows(order + i + SN_GATHER_AHEAD, ahead < SN_VL ? ahead : SN_VL, src,
+                             cols * (ptrdiff_t) sizeof(SN_T));
+        }
+        ptrdiff_t c = 0;
+        for (; c + SN_VL <= cols; c += SN_VL) {
+            SN_V r[SN_VL];
+            SN_UNROLL for (int q = 0; q < SN_VL; q++)
+                memcpy(&r[q], row[q] + c, sizeof(SN_V));
+            SN_FN(sn_transpose_registers)(r);
+            SN_UNROLL for (int q = 0; q < SN_VL; q++)
+                memcpy(dst + (c + q) * mp + i, &r[q], sizeof(SN_V));
+        }
+        if (c < cols && cols >= SN_VL) {
+            ptrdiff_t c0 = cols - SN_VL;
+            SN_V r[SN_VL];
+            SN_UNROLL for (int q = 0; q < SN_VL; q++)
+                memcpy(&r[q], row[q] + c0, sizeof(SN_V));
+            SN_FN(sn_transpose_registers)(r);
+            SN_UNROLL for (int q = 0; q < SN_VL; q++)
+                if (c0 + q >= c)
+                    memcpy(dst + (c0 + q) * mp + i, &r[q], sizeof(SN_V));
+        } else {
+            for (; c < cols; c++)
+                SN_UNROLL for (int q = 0; q < SN_VL; q++)
+                    dst[c * mp + i + q] = row[q][c];
+        }
+    }
+    for (; i < m; i++) {
+        const SN_T *row_i = src + (order ? order[i] : i) * cols;
+        for (ptrdiff_t c = 0; c < cols; c++)
+            dst[c * mp + i] = row_i[c];
+    }
+    for (ptrdiff_t c = 0; c < cols; c++)
+        for (ptrdiff_t p = m; p < mp; p++)
+            dst[c * mp + p] = 0;
 }
 
 SN_TARGET SN_INLINE SN_T SN_FN(sn_dot)(const SN_T *restrict a, const SN_T *restrict b,
@@ -1008,18 +1101,10 @@ static void SN_PUB(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t cols,
     SN_CALL(sn_activation, (code, rows, cols, z_gprime, ld_z, a, ld_a));
 }
 
-/* dst (cols x mp) = src (m x cols, row-major) transposed, columns m..mp zeroed
- * (memory-bound: one version for every ISA) */
-static void SN_PUB(sn_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
-                                 const SN_T *restrict src, SN_T *restrict dst)
+static void SN_PUB(sn_gather_transpose)(ptrdiff_t m, ptrdiff_t cols, ptrdiff_t mp,
+                                        const SN_T *src, const int64_t *order, SN_T *dst)
 {
-    for (ptrdiff_t c = 0; c < cols; c++) {
-        SN_T *row = dst + c * mp;
-        for (ptrdiff_t i = 0; i < m; i++)
-            row[i] = src[i * cols + c];
-        for (ptrdiff_t i = m; i < mp; i++)
-            row[i] = 0;
-    }
+    SN_CALL(sn_gather_transpose, (m, cols, mp, src, order, dst));
 }
 
 static int SN_PUB(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, ptrdiff_t mp, int code,

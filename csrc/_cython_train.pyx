@@ -50,6 +50,7 @@ ctypedef fused floating:
 cdef extern from "_activations.h" nogil:
     # documented in the header; m and mp count samples, mp a multiple of SN_LANES
     enum: SN_LANES      # samples per block: tiles are padded to whole blocks
+    enum: SN_GATHER_AHEAD   # a gather prefetches the row this many places ahead
     const char *sn_select_isa()
     void sn_prefetch_rows(const int64_t *order, Py_ssize_t rows, const void *base,
                           Py_ssize_t row_bytes)
@@ -57,8 +58,10 @@ cdef extern from "_activations.h" nogil:
                          Py_ssize_t ld_z, double *a, Py_ssize_t ld_a)
     void sn_activation_f(int code, Py_ssize_t rows, Py_ssize_t cols, float *z_gprime,
                          Py_ssize_t ld_z, float *a, Py_ssize_t ld_a)
-    void sn_transpose_d(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const double *src, double *dst)
-    void sn_transpose_f(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const float *src, float *dst)
+    void sn_gather_transpose_d(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const double *src,
+                               const int64_t *order, double *dst)
+    void sn_gather_transpose_f(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp, const float *src,
+                               const int64_t *order, float *dst)
     int sn_forward_d(Py_ssize_t d, Py_ssize_t h, Py_ssize_t m, Py_ssize_t mp, int code,
                      const double *Xt, const double *W1, const double *b1, double *Zt,
                      double *At)
@@ -150,10 +153,6 @@ cdef enum:
     # d*h from which the two d x h products go to BLAS (measured).
     BLAS_MIN_DH = 4096
     ALIGN_BYTES = 64
-    # a shuffled gather prefetches the row GATHER_AHEAD places ahead, on top
-    # of the whole next batch ahead (measured at (100000, 10, 32), Adam:
-    # 12.1-13.4 ms an epoch against 13.2-14.8 ms with the batch ahead only)
-    GATHER_AHEAD = 16
 
 
 ctypedef struct Plan:
@@ -291,11 +290,13 @@ cdef inline void _activation(int code, Py_ssize_t rows, Py_ssize_t cols,
 
 
 cdef inline void _transpose(Py_ssize_t m, Py_ssize_t cols, Py_ssize_t mp,
-                            const floating *src, floating *dst) noexcept nogil:
+                            const floating *src, const int64_t *order,
+                            floating *dst) noexcept nogil:
+    """dst (cols x mp) = src[order]^T (order NULL: the first m rows), zero-padded."""
     if floating is double:
-        sn_transpose_d(m, cols, mp, src, dst)
+        sn_gather_transpose_d(m, cols, mp, src, order, dst)
     else:
-        sn_transpose_f(m, cols, mp, src, dst)
+        sn_gather_transpose_f(m, cols, mp, src, order, dst)
 
 
 cdef inline double _output_backward(const Plan *plan, Py_ssize_t m, Py_ssize_t mp,
@@ -358,19 +359,26 @@ cdef void _gather_rows(Py_ssize_t row0, Py_ssize_t row_end, const Rows *src, Py_
     cdef const int64_t *order = src.order
     for i in range(row0, row_end):
         r = order[i]
-        if i + GATHER_AHEAD < row_end:
-            sn_prefetch_rows(order + i + GATHER_AHEAD, 1, X, d * sizeof(floating))
+        if i + SN_GATHER_AHEAD < row_end:
+            sn_prefetch_rows(order + i + SN_GATHER_AHEAD, 1, X, d * sizeof(floating))
         for j in range(d):
             Xb[i * d + j] = X[r * d + j]
         for j in range(k):
             Yb[i * k + j] = Y[r * k + j]
+    _gather_weights(row0, row_end, order, w, wb)
+
+
+cdef inline void _gather_weights(Py_ssize_t row0, Py_ssize_t row_end, const int64_t *order,
+                                 const floating *w, floating *wb) noexcept nogil:
+    """wb[row0:row_end] = w[order[row0:row_end]] (nothing if wb is NULL)."""
+    cdef Py_ssize_t i
     if wb != NULL:
         for i in range(row0, row_end):
             wb[i] = w[order[i]]
 
 
 cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
-                const floating *w, Py_ssize_t row0, Py_ssize_t m,
+                const floating *w, const Rows *src, Py_ssize_t row0, Py_ssize_t m,
                 const floating *W1, const floating *b1,
                 const floating *W2, const floating *b2,
                 floating *scratch, floating *grad, double *loss) noexcept nogil:
@@ -380,7 +388,9 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     Zt[j*mp + i] is z1 of sample row0 + i, hidden unit j, so the C loops run
     over samples, contiguous, for any h (even h = 1). Padding samples i >= m
     get dL/dyhat = 0 and add exact zeros. ``w`` holds the rows' sample
-    weights, or is NULL for unit weights.
+    weights, or is NULL for unit weights. With src.order set (a shuffled
+    batch) the explicit loops take the tile's rows of X and Y from src,
+    gathered as they are transposed (X and Y are then not read).
     """
     cdef Py_ssize_t d = plan.d, h = plan.h, k = plan.k
     cdef Py_ssize_t mp = _round_up(m, SN_LANES)
@@ -396,8 +406,12 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     cdef const floating *X_tile = X + row0 * d
 
     if not plan.use_blas:
-        _transpose(m, d, mp, X_tile, Xt)
-        _transpose(m, k, mp, Y + row0 * k, Yt)
+        if src.order != NULL:
+            _transpose(m, d, mp, <const floating *> src.X, src.order + row0, Xt)
+            _transpose(m, k, mp, <const floating *> src.Y, src.order + row0, Yt)
+        else:
+            _transpose(m, d, mp, X_tile, NULL, Xt)
+            _transpose(m, k, mp, Y + row0 * k, NULL, Yt)
         # z1, then a1 into At block by block while in registers or L1, and
         # g'(z1) into Zt unless the output side takes it from At (gprime_code)
         if floating is double:
@@ -434,7 +448,7 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
     while s < m:
         ms = min(plan.sub_rows, m - s)
         msp = _round_up(ms, SN_LANES)
-        _transpose(ms, k, msp, Y + (row0 + s) * k, Yt)
+        _transpose(ms, k, msp, Y + (row0 + s) * k, NULL, Yt)
         _activation(plan.activation_code, h, msp, Zt + s, mp, At, msp)
         if w != NULL:
             _weights_tile(ms, msp, w + row0 + s, Wt)
@@ -464,10 +478,16 @@ cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const fl
     if src.order != NULL:
         # a shuffled batch: this chunk gathers its own rows (in parallel with
         # the other chunks), then starts the same rows of the next batch on
-        # their way into cache
-        _gather_rows(row0, row_end, src, plan.d, plan.k, <const floating *> src.X,
-                     <const floating *> src.Y, <const floating *> src.w,
-                     <floating *> X, <floating *> Y, <floating *> w)
+        # their way into cache. The explicit loops' tiles gather X and Y
+        # themselves, straight into their transposed layout (_tile): one
+        # read of each row and no copy
+        if plan.use_blas:
+            _gather_rows(row0, row_end, src, plan.d, plan.k, <const floating *> src.X,
+                         <const floating *> src.Y, <const floating *> src.w,
+                         <floating *> X, <floating *> Y, <floating *> w)
+        else:
+            _gather_weights(row0, row_end, src.order, <const floating *> src.w,
+                            <floating *> w)
         _prefetch(src.next_order + row0, max(0, min(row_end, src.next_rows) - row0),
                   plan.d, plan.k, <const floating *> src.X, <const floating *> src.Y,
                   <const floating *> src.w, w == NULL)
@@ -476,7 +496,7 @@ cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const fl
     loss[0] = 0
     t0 = row0
     while t0 < row_end:
-        _tile(plan, X, Y, w, t0, min(plan.tile_rows, row_end - t0),
+        _tile(plan, X, Y, w, src, t0, min(plan.tile_rows, row_end - t0),
               W1, b1, W2, b2, scratch, grad, loss)
         t0 += plan.tile_rows
 
