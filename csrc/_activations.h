@@ -420,6 +420,8 @@ static const char *sn_select_isa(void)
  * has 32 for 16 and 5 */
 #define SN_RB (SN_VBYTES == 64 ? 4 : 3)
 #define SN_UB 4
+/* accumulators of a pass of sn_forward (units x registers) */
+#define SN_FWD_ACC (SN_VBYTES == 64 ? 16 : 8)
 /* lanes in a run of sn_grad_W1's write-back: SN_UB units, or one register */
 #define SN_RUN (SN_VBYTES / SN_TBYTES < SN_UB ? SN_VBYTES / SN_TBYTES : SN_UB)
 typedef SN_T SN_FN(sn_run) __attribute__((vector_size(SN_RUN * SN_TBYTES)));
@@ -712,7 +714,7 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
                                                  SN_T *restrict At)
 {
     for (ptrdiff_t i = i0; i < i1; i += SN_LANES) {
-        SN_V z[8][SN_NV], x[SN_NV];
+        SN_V z[SN_FWD_ACC][SN_NV], x[SN_NV];
         SN_UNROLL for (int u = 0; u < units; u++)
             SN_UNROLL for (int v = 0; v < nv; v++)
                 z[u][v] = (SN_V){0} + b1[j + u];
@@ -771,7 +773,7 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdif
                                                      const SN_T *restrict b1,
                                                      SN_T *restrict Zt, SN_T *restrict At)
 {
-    const int units = nv >= 8 ? 1 : 8 / nv;
+    const int units = nv >= SN_FWD_ACC ? 1 : SN_FWD_ACC / nv;
     ptrdiff_t j = 0;
     for (; j + units <= h; j += units)
         SN_FN(sn_forward_units)(units, nv, j, d, h, mp, i0, i1, code, Xt, W1, b1, Zt, At);
@@ -1069,6 +1071,7 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
 #undef SN_NV
 #undef SN_RB
 #undef SN_UB
+#undef SN_FWD_ACC
 #undef SN_RUN
 #undef SN_LOAD
 #undef SN_STORE
