@@ -417,6 +417,43 @@ def test_epoch_shuffle_draws_what_sklearn_shuffle_draws():
     assert ours.randint(1 << 30) == theirs.randint(1 << 30)
 
 
+def test_compiled_epoch_shuffle_is_in_use():
+    # the wheel builds it: a fallback to NumPy's shuffle here would be a
+    # silent loss of speed, not of correctness
+    from shallownet.neural_network import _legacy_shuffle
+    assert _legacy_shuffle() is not None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 31, 624, 625, 2000, 20000])
+def test_compiled_epoch_shuffle_is_numpys_draw_for_draw(n):
+    from sklearn.utils import shuffle
+    from shallownet.neural_network import _shuffled
+    for seed in range(12):
+        ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+        # start anywhere in the generator's block of 624 words
+        ours.random_sample(seed * 53), theirs.random_sample(seed * 53)
+        a = b = np.random.default_rng(seed).permutation(n)
+        for _ in range(3):
+            a, b = _shuffled(a, ours), shuffle(b, random_state=theirs)
+            np.testing.assert_array_equal(a, b)
+        mine, numpys = ours.get_state(), theirs.get_state()
+        np.testing.assert_array_equal(mine[1], numpys[1])
+        assert mine[2:] == numpys[2:]
+        assert ours.standard_normal() == theirs.standard_normal()
+
+
+def test_epoch_shuffle_of_another_bit_generator_is_numpys():
+    # RandomState over PCG64: NumPy's own shuffle, the same draws as sklearn's
+    from sklearn.utils import shuffle
+    from shallownet.neural_network import _shuffled
+    ours = np.random.RandomState(np.random.PCG64(5))
+    theirs = np.random.RandomState(np.random.PCG64(5))
+    a = b = np.arange(100)
+    for _ in range(3):
+        a, b = _shuffled(a, ours), shuffle(b, random_state=theirs)
+        np.testing.assert_array_equal(a, b)
+
+
 # -- run_lbfgs ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -521,10 +521,40 @@ class _Run:
 def _shuffled(sample_idx, random_state):
     """``sklearn.utils.shuffle(sample_idx, random_state=random_state)``: the
     same single draw (``random_state.shuffle`` of ``arange(n)``) without its
-    input checks, which cost more than the draw on small data sets."""
+    input checks, which cost more than the draw on small data sets. The
+    swaps that shuffle makes of ``arange(n)``, made on a copy of
+    ``sample_idx``, give ``sample_idx[permutation]`` itself: with an MT19937
+    generator, ``_legacy_shuffle`` makes them, draw for draw."""
+    bit_generator = getattr(random_state, "_bit_generator", None)
+    fast = _legacy_shuffle()
+    if (fast is not None and type(bit_generator) is np.random.MT19937
+            and sample_idx.dtype == np.int64 and 0 < len(sample_idx) < 2**32):
+        shuffled = np.array(sample_idx, copy=True, order="C")
+        fast.shuffle(bit_generator, shuffled)
+        return shuffled
     permutation = np.arange(len(sample_idx))
     random_state.shuffle(permutation)
     return sample_idx[permutation]
+
+
+_LEGACY_SHUFFLE = []
+
+
+def _legacy_shuffle():
+    """The compiled ``_legacy_shuffle`` module, once it has read NumPy's
+    MT19937 state in the layout NumPy reports (checked once a process), else None."""
+    if not _LEGACY_SHUFFLE:
+        module = None
+        try:
+            from . import _legacy_shuffle as module
+            probe = np.random.MT19937(20261206)
+            probe.random_raw(5)
+            if not module.layout_matches(probe):
+                module = None
+        except (ImportError, AttributeError, TypeError, ValueError):
+            module = None
+        _LEGACY_SHUFFLE.append(module)
+    return _LEGACY_SHUFFLE[0]
 
 
 class _interruptible:
