@@ -3,8 +3,8 @@
 #
 # RandomState.shuffle calls its MT19937 through a function pointer once a
 # draw; here the generator's words are tempered 624 at a time into a buffer
-# and consumed in a loop that keeps the position in a register: 183 against
-# 300 us for 20000 rows (docs/dropin.md). The generator's state (key and
+# and consumed in a loop that keeps the position in a register, about half
+# the time (docs/dropin.md, "Where the time goes"). The generator's state (key and
 # position) is read and written in place, in the layout NumPy's MT19937 has
 # had since 1.17; layout_matches() checks that layout against the state
 # NumPy reports before shallownet ever writes to it.

@@ -26,6 +26,7 @@ Whatever the kernels cannot run falls back to scikit-learn's training
 (``_fallback_reason``); ``engine_`` names what ran. See ``docs/dropin.md``.
 """
 
+import functools
 import warnings
 from numbers import Integral
 
@@ -537,24 +538,17 @@ def _shuffled(sample_idx, random_state):
     return sample_idx[permutation]
 
 
-_LEGACY_SHUFFLE = []
-
-
+@functools.cache
 def _legacy_shuffle():
     """The compiled ``_legacy_shuffle`` module, once it has read NumPy's
     MT19937 state in the layout NumPy reports (checked once a process), else None."""
-    if not _LEGACY_SHUFFLE:
-        module = None
-        try:
-            from . import _legacy_shuffle as module
-            probe = np.random.MT19937(20261206)
-            probe.random_raw(5)
-            if not module.layout_matches(probe):
-                module = None
-        except (ImportError, AttributeError, TypeError, ValueError):
-            module = None
-        _LEGACY_SHUFFLE.append(module)
-    return _LEGACY_SHUFFLE[0]
+    try:
+        from . import _legacy_shuffle as module
+        probe = np.random.MT19937(20261206)
+        probe.random_raw(5)
+        return module if module.layout_matches(probe) else None
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
 
 
 class _interruptible:
