@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from .explicit import tile_explicit
 from .gemm import tile_gemm
-from .intrinsics import wide_vectors
+from .intrinsics import flat, rows_view, wide_vectors
 from .jit import JIT, like
 from .plan import plan
 from .records import Params
@@ -45,9 +45,9 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     else:
         grads = into
     if gemm is None:
-        zero(grads.W1.reshape(-1))           # (the GEMM tiles write it first)
+        zero(flat(grads.W1))           # (the GEMM tiles write it first)
     zero(grads.b1)
-    zero(grads.W2.reshape(-1))
+    zero(flat(grads.W2))
     zero(grads.b2)
     loss = 0.0
     for r0 in range(begin, end, tile_rows):
@@ -118,9 +118,11 @@ def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, weig
     if single is None:
         # reduce in chunk order: the same sums whatever the number of workers
         # (on flat views: a chunk's accumulators are a row)
-        sum_chunks(grad_W1.reshape(-1), chunks.W1.reshape((chunks.W1.shape[0], -1)), n_chunks)
+        sum_chunks(flat(grad_W1), rows_view(flat(chunks.W1), chunks.W1.shape[0], grad_W1.size),
+                   n_chunks)
         sum_chunks(grad_b1, chunks.b1, n_chunks)
-        sum_chunks(grad_W2.reshape(-1), chunks.W2.reshape((chunks.W2.shape[0], -1)), n_chunks)
+        sum_chunks(flat(grad_W2), rows_view(flat(chunks.W2), chunks.W2.shape[0], grad_W2.size),
+                   n_chunks)
         sum_chunks(grad_b2, chunks.b2, n_chunks)
     loss = chunks.loss[0]
     for c in range(1, n_chunks):

@@ -12,7 +12,7 @@ over rows are in functions of their own with fastmath 'reassoc' (see
 from numba import njit
 
 from .activations import activation
-from .intrinsics import wide_vectors
+from .intrinsics import rows_view, wide_vectors
 from .jit import JIT, JIT_ROW_SUM
 from .rows import residual
 
@@ -200,9 +200,9 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     W1, b1, W2, b2 = params
     h = W1.shape[1]
     k = W2.shape[1]
-    G = tiles.G[wk][:h * T].reshape((h, T))        # g'(z1)
-    A = tiles.A[wk][:h * T].reshape((h, T))        # a1
-    R = tiles.R[wk][:k * T].reshape((k, T))        # yhat, then dL/dyhat
+    G = rows_view(tiles.G[wk], h, T)        # g'(z1)
+    A = rows_view(tiles.A[wk], h, T)        # a1
+    R = rows_view(tiles.R[wk], k, T)        # yhat, then dL/dyhat
     dz = tiles.dz[wk][:2 * T]
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
     for c in range(k):

@@ -11,7 +11,7 @@ operands with cheaper copies (docs/kernels.md). Where this path is chosen:
 from numba import njit
 
 from .activations import activation, derivative64
-from .intrinsics import NO_TRANS, TRANS, gemm, wide_vectors
+from .intrinsics import NO_TRANS, TRANS, flat, gemm, rows_view, wide_vectors
 from .jit import JIT, JIT_ROW_SUM, derivative_from_output
 from .rows import residual
 
@@ -136,19 +136,19 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     h, d = W1T.shape
     k = W2.shape[1]
     X_t = X[r0:r0 + T]
-    G = tiles.G[wk][:h * T].reshape((h, T))        # z1 - b1, then g'(z1), then dL/dz1
-    A = tiles.A[wk][:h * T].reshape((h, T))        # a1, then (k > 1) dL/da1
-    R = tiles.R[wk][:k * T].reshape((k, T))        # yhat, then dL/dyhat
+    G = rows_view(tiles.G[wk], h, T)        # z1 - b1, then g'(z1), then dL/dz1
+    A = rows_view(tiles.A[wk], h, T)        # a1, then (k > 1) dL/da1
+    R = rows_view(tiles.R[wk], k, T)        # yhat, then dL/dyhat
     _tile_forward_product(X_t, W1T, G)
     if k == 1 and derivative_from_output(W1T):
         # one buffer: G holds z1 - b1, then a1, then dL/dz1
         R0 = R[0]
         R0[:] = b2[0]
-        w2 = W2.reshape(-1)
+        w2 = flat(W2)
         _activate_units_k1(G, b1, w2, R0, code)
         loss, sum_D = residual(R0, Y[r0:r0 + T, 0], w[r0:r0 + T], scale)
         grad_b2[0] += sum_D
-        _backward_units_k1_from_a(G, R0, w2, grad_b1, grad_W2.reshape(-1), code)
+        _backward_units_k1_from_a(G, R0, w2, grad_b1, flat(grad_W2), code)
         _tile_dW1_product(X_t, G, grad_W1T, first)
         return loss
     _activate_units(G, A, b1, code)
@@ -170,7 +170,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         loss += loss_c
         grad_b2[c] += sum_D
     if k == 1:
-        _backward_units_k1(G, A, R[0], W2.reshape(-1), grad_b1, grad_W2.reshape(-1))
+        _backward_units_k1(G, A, R[0], flat(W2), grad_b1, flat(grad_W2))
     else:
         gemm(TRANS, NO_TRANS, k, h, T, R, T, A, T, 1.0, grad_W2, k)      # grad_W2 += A R^T
         gemm(NO_TRANS, NO_TRANS, T, h, k, R, T, W2, k, 0.0, A, T)        # A = (R^T W2^T)^T = W2 R

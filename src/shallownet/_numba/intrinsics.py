@@ -1,10 +1,12 @@
-"""LLVM-level helpers of the Numba kernels: bit casts, BLAS GEMM, prefetch, vector width."""
+"""LLVM-level helpers of the Numba kernels: bit casts, views, BLAS GEMM, prefetch, vector width."""
 
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import get_cython_function_address, intrinsic
+from numba.np.arrayobj import populate_array
 
 
 @intrinsic
@@ -40,6 +42,57 @@ def pow2_float32(typingctx, kd):
         bits = builder.add(builder.bitcast(args[0], i32), i32(127))
         return builder.bitcast(builder.shl(bits, i32(23)), ir.FloatType())
     return types.float32(types.float32), codegen
+
+
+def _view(context, builder, source_type, source, view_type, shape):
+    """A C-contiguous view of the array ``source`` with this shape (LLVM
+    values): the same data, meminfo and parent, no check."""
+    src = context.make_array(source_type)(context, builder, source)
+    view = context.make_array(view_type)(context, builder)
+    itemsize = src.itemsize
+    strides = [itemsize]
+    for extent in reversed(shape[1:]):
+        strides.insert(0, builder.mul(strides[0], extent))
+    populate_array(view, data=src.data, shape=shape, strides=strides, itemsize=itemsize,
+                   meminfo=src.meminfo, parent=src.parent)
+    return impl_ret_borrowed(context, builder, view_type, view._getvalue())
+
+
+# Views the kernels take of arrays that are right by construction, where
+# ``reshape`` compiles NumPy's size check, its error and a helper function
+# of its own (normalize_reshape_value) at every call site (docs/kernels.md,
+# "Compiling on demand").
+
+@intrinsic
+def flat(typingctx, a):
+    """The 1-D view of all of the C-contiguous array a (compiled code only, no check)."""
+    if not (isinstance(a, types.Array) and a.layout == "C"):
+        return None
+    view_type = a.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, signature, args):
+        nitems = context.make_array(signature.args[0])(context, builder, args[0]).nitems
+        return _view(context, builder, signature.args[0], args[0], view_type, [nitems])
+    return view_type(a), codegen
+
+
+@intrinsic
+def rows_view(typingctx, a, rows, cols):
+    """The (rows, cols) C-contiguous view of the first rows * cols elements
+    of the 1-D contiguous array a (compiled code only, no check: the caller
+    knows a has that many)."""
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+            and isinstance(rows, types.Integer) and isinstance(cols, types.Integer)):
+        return None
+    view_type = a.copy(ndim=2, layout="C")
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        shape = [context.cast(builder, args[1], signature.args[1], types.intp),
+                 context.cast(builder, args[2], signature.args[2], types.intp)]
+        assert shape[0].type == intp
+        return _view(context, builder, signature.args[0], args[0], view_type, shape)
+    return view_type(a, rows, cols), codegen
 
 
 # The GEMMs of the wide layers call the Fortran dgemm/sgemm of

@@ -4,7 +4,7 @@ weight sums and gathers, sums of squares."""
 import numpy as np
 from numba import njit
 
-from .intrinsics import prefetch, wide_vectors
+from .intrinsics import flat, prefetch, wide_vectors
 from .jit import JIT, JIT_EXACT, JIT_ROW_SUM, entry
 
 # Shuffled batches: while gathering row i, prefetch row i + PREFETCH_ROWS of
@@ -37,10 +37,10 @@ def residual(yhat, y, w, scale):
 def sum_squares(a):
     """sum a^2 over all of a, in float64."""
     wide_vectors()
-    flat = a.reshape(-1)
+    values = flat(a)
     s = 0.0
-    for i in range(flat.shape[0]):
-        v = np.float64(flat[i])
+    for i in range(values.shape[0]):
+        v = np.float64(values[i])
         s += v * v
     return s
 
@@ -49,8 +49,8 @@ def sum_squares(a):
 def add_scaled(grad, s, p):
     """grad += s * p (rounded as NumPy rounds it: no FMA)."""
     wide_vectors()
-    grad_flat = grad.reshape(-1)
-    p_flat = p.reshape(-1)
+    grad_flat = flat(grad)
+    p_flat = flat(p)
     for i in range(grad_flat.shape[0]):
         grad_flat[i] += s * p_flat[i]
 
@@ -118,8 +118,7 @@ def gather(source, begin, end, transposed):
 # Zeroing and sums of whole arrays as loops on 1-D views: an array
 # assignment or in-place add would compile NumPy's shape check and its
 # error message (~3 s of compile time) for shapes that are right by
-# construction. Each reshape into such a view is ~100 instructions of
-# checks for LLVM to optimize, so the callers take each view once. They are
+# construction; the views come from intrinsics.flat, with no check. They are
 # compiled on their own, once for every dtype: inlined (Numba IR), their
 # loops were a quarter of the epoch loop's code, and Numba copies the IR
 # of an inlined function once a block (with every variable of it), which

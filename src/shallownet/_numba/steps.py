@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .._options import ADAM
-from .intrinsics import wide_vectors
+from .intrinsics import flat, wide_vectors
 from .jit import JIT, JIT_EXACT, like
 from .records import AdamScalars
 
@@ -34,8 +34,8 @@ def step_kind(optimizer, momentum, epsilon_before_correction):
 def _step_sgd(p, g, lr):
     """p -= lr g."""
     wide_vectors()
-    p_flat = p.reshape(-1)
-    g_flat = g.reshape(-1)
+    p_flat = flat(p)
+    g_flat = flat(g)
     for i in range(p_flat.shape[0]):
         p_flat[i] -= lr * g_flat[i]
 
@@ -44,9 +44,9 @@ def _step_sgd(p, g, lr):
 def _step_momentum(p, g, velocity, mu, lr, nesterov):
     """velocity = mu velocity - lr g; p += velocity, or with Nesterov p += mu velocity - lr g."""
     wide_vectors()
-    p_flat = p.reshape(-1)
-    g_flat = g.reshape(-1)
-    v_flat = velocity.reshape(-1)
+    p_flat = flat(p)
+    g_flat = flat(g)
+    v_flat = flat(velocity)
     if nesterov:
         for i in range(p_flat.shape[0]):
             vi = v_flat[i] * mu
@@ -71,10 +71,10 @@ def _step_adam(p, g, m, v, c, folded):
     rounded once into p, as NumPy does with a float64 scalar step.
     c: the ``AdamScalars``."""
     wide_vectors()
-    p_flat = p.reshape(-1)
-    g_flat = g.reshape(-1)
-    m_flat = m.reshape(-1)
-    v_flat = v.reshape(-1)
+    p_flat = flat(p)
+    g_flat = flat(g)
+    m_flat = flat(m)
+    v_flat = flat(v)
     for i in range(p_flat.shape[0]):
         gi = g_flat[i]
         mi = m_flat[i] * c.beta1
@@ -102,9 +102,9 @@ def learning_rate(learning_rate, epoch, schedule_scale, power_t):
 
 @njit(inline="always", **JIT)
 def plain_step(params, grads, state, lr, s):
-    _step_sgd(params.W1.reshape(-1), grads.W1.reshape(-1), lr)
+    _step_sgd(flat(params.W1), flat(grads.W1), lr)
     _step_sgd(params.b1, grads.b1, lr)
-    _step_sgd(params.W2.reshape(-1), grads.W2.reshape(-1), lr)
+    _step_sgd(flat(params.W2), flat(grads.W2), lr)
     _step_sgd(params.b2, grads.b2, lr)
 
 
@@ -112,10 +112,10 @@ def plain_step(params, grads, state, lr, s):
 def momentum_step(params, grads, state, lr, s):
     mu = like(s.momentum, params.W1)
     m = state.m
-    _step_momentum(params.W1.reshape(-1), grads.W1.reshape(-1), m.W1.reshape(-1), mu, lr,
+    _step_momentum(flat(params.W1), flat(grads.W1), flat(m.W1), mu, lr,
                    s.nesterov)
     _step_momentum(params.b1, grads.b1, m.b1, mu, lr, s.nesterov)
-    _step_momentum(params.W2.reshape(-1), grads.W2.reshape(-1), m.W2.reshape(-1), mu, lr,
+    _step_momentum(flat(params.W2), flat(grads.W2), flat(m.W2), mu, lr,
                    s.nesterov)
     _step_momentum(params.b2, grads.b2, m.b2, mu, lr, s.nesterov)
 
@@ -123,11 +123,11 @@ def momentum_step(params, grads, state, lr, s):
 @njit(inline="always", **JIT)
 def _adam_steps(params, grads, state, c, folded):
     m, v = state.m, state.v
-    _step_adam(params.W1.reshape(-1), grads.W1.reshape(-1), m.W1.reshape(-1),
-               v.W1.reshape(-1), c, folded)
+    _step_adam(flat(params.W1), flat(grads.W1), flat(m.W1),
+               flat(v.W1), c, folded)
     _step_adam(params.b1, grads.b1, m.b1, v.b1, c, folded)
-    _step_adam(params.W2.reshape(-1), grads.W2.reshape(-1), m.W2.reshape(-1),
-               v.W2.reshape(-1), c, folded)
+    _step_adam(flat(params.W2), flat(grads.W2), flat(m.W2),
+               flat(v.W2), c, folded)
     _step_adam(params.b2, grads.b2, m.b2, v.b2, c, folded)
 
 
