@@ -36,8 +36,13 @@ from numba.extending import overload
 # that calls it from Python (nor the C-callable one): lowering and
 # optimizing those cost each compiled function time in a first fit. The
 # few functions Python calls (the entry points) take ``entry(...)``.
+# No kernel counts references (_nrt=False), the entry points included:
+# none allocates an array or returns one (the workspace comes from
+# Python), so every array they see is held by the Python caller for the
+# whole call, and the increments and decrements around each record and
+# view were LLVM work for nothing (docs/kernels.md, "Compiling on demand").
 _INNER = dict(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True,
-              no_cfunc_wrapper=True)
+              no_cfunc_wrapper=True, _nrt=False)
 JIT = dict(_INNER, fastmath={"contract"})
 JIT_ROW_SUM = dict(_INNER, fastmath={"contract", "reassoc"})
 # fastmath=False set explicitly: an unset flag is inherited from the caller
