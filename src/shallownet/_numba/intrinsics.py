@@ -87,10 +87,8 @@ def rows_view(typingctx, a, rows, cols):
     view_type = a.copy(ndim=2, layout="C")
 
     def codegen(context, builder, signature, args):
-        intp = context.get_value_type(types.intp)
         shape = [context.cast(builder, args[1], signature.args[1], types.intp),
                  context.cast(builder, args[2], signature.args[2], types.intp)]
-        assert shape[0].type == intp
         return _view(context, builder, signature.args[0], args[0], view_type, shape)
     return view_type(a, rows, cols), codegen
 
