@@ -34,31 +34,26 @@ def step_kind(optimizer, momentum, epsilon_before_correction):
 def _step_sgd(p, g, lr):
     """p -= lr g."""
     wide_vectors()
-    p_flat = flat(p)
-    g_flat = flat(g)
-    for i in range(p_flat.shape[0]):
-        p_flat[i] -= lr * g_flat[i]
+    for i in range(p.shape[0]):
+        p[i] -= lr * g[i]
 
 
 @njit(**JIT_EXACT)
 def _step_momentum(p, g, velocity, mu, lr, nesterov):
     """velocity = mu velocity - lr g; p += velocity, or with Nesterov p += mu velocity - lr g."""
     wide_vectors()
-    p_flat = flat(p)
-    g_flat = flat(g)
-    v_flat = flat(velocity)
     if nesterov:
-        for i in range(p_flat.shape[0]):
-            vi = v_flat[i] * mu
-            vi = vi - lr * g_flat[i]
-            v_flat[i] = vi
-            p_flat[i] += mu * vi - lr * g_flat[i]
+        for i in range(p.shape[0]):
+            vi = velocity[i] * mu
+            vi = vi - lr * g[i]
+            velocity[i] = vi
+            p[i] += mu * vi - lr * g[i]
     else:
-        for i in range(p_flat.shape[0]):
-            vi = v_flat[i] * mu
-            vi = vi - lr * g_flat[i]
-            v_flat[i] = vi
-            p_flat[i] += vi
+        for i in range(p.shape[0]):
+            vi = velocity[i] * mu
+            vi = vi - lr * g[i]
+            velocity[i] = vi
+            p[i] += vi
 
 
 @njit(**JIT_EXACT)
@@ -71,22 +66,18 @@ def _step_adam(p, g, m, v, c, folded):
     rounded once into p, as NumPy does with a float64 scalar step.
     c: the ``AdamScalars``."""
     wide_vectors()
-    p_flat = flat(p)
-    g_flat = flat(g)
-    m_flat = flat(m)
-    v_flat = flat(v)
-    for i in range(p_flat.shape[0]):
-        gi = g_flat[i]
-        mi = m_flat[i] * c.beta1
+    for i in range(p.shape[0]):
+        gi = g[i]
+        mi = m[i] * c.beta1
         mi = mi + c.one_minus_beta1 * gi
-        vi = v_flat[i] * c.beta2
+        vi = v[i] * c.beta2
         vi = vi + (c.one_minus_beta2 * gi) * gi
-        m_flat[i] = mi
-        v_flat[i] = vi
+        m[i] = mi
+        v[i] = vi
         if folded is None:
-            p_flat[i] -= c.lr * (mi / c.bias1) / (np.sqrt(vi / c.bias2) + c.epsilon)
+            p[i] -= c.lr * (mi / c.bias1) / (np.sqrt(vi / c.bias2) + c.epsilon)
         else:
-            p_flat[i] -= (c.step * np.float64(mi)) / np.float64(np.sqrt(vi) + c.epsilon)
+            p[i] -= (c.step * np.float64(mi)) / np.float64(np.sqrt(vi) + c.epsilon)
 
 
 @njit(**JIT_EXACT)
