@@ -304,6 +304,21 @@ static inline void sn_prefetch_rows(const int64_t *order, ptrdiff_t rows, const 
     }
 }
 
+/* Parameters up to this many bytes are asked for whole at the start of a
+ * chunk (sn_prefetch_span): with two threads, half of them were last
+ * written by the other core's step, and the forward pass's strided reads
+ * waited for those lines one at a time (docs/kernels.md, "Threads") */
+#define SN_PREFETCH_PARAMS_BYTES 32768
+/* every cache line of the bytes from p, asked for at once */
+static inline void sn_prefetch_span(const void *p, ptrdiff_t bytes)
+{
+    const char *b = (const char *) p;
+    for (ptrdiff_t off = 0; off < bytes; off += 64)
+        SN_PREFETCH(b + off);
+    if (bytes > 0)
+        SN_PREFETCH(b + bytes - 1);
+}
+
 /* 0 baseline, 1 AVX2 + FMA, 2 AVX-512; written once, by sn_select_isa() at
  * import (before any thread runs a kernel), then only read. */
 static int sn_isa_level = 0;

@@ -51,7 +51,9 @@ cdef extern from "_activations.h" nogil:
     # documented in the header; m and mp count samples, mp a multiple of SN_LANES
     enum: SN_LANES      # samples per block: tiles are padded to whole blocks
     enum: SN_GATHER_AHEAD   # a gather prefetches the row this many places ahead
+    enum: SN_PREFETCH_PARAMS_BYTES  # parameters up to this size are prefetched a chunk
     const char *sn_select_isa()
+    void sn_prefetch_span(const void *p, Py_ssize_t nbytes)
     void sn_prefetch_rows(const int64_t *order, Py_ssize_t rows, const void *base,
                           Py_ssize_t row_bytes)
     void sn_activation_d(int code, Py_ssize_t rows, Py_ssize_t cols, double *z_gprime,
@@ -475,6 +477,12 @@ cdef void _chunk(const Plan *plan, Py_ssize_t chunk, const floating *X, const fl
     cdef Py_ssize_t row0 = chunk * plan.chunk_rows
     cdef Py_ssize_t row_end = min(row0 + plan.chunk_rows, plan.n)
     cdef Py_ssize_t i, t0
+    if not plan.use_blas and plan.n_params * sizeof(floating) <= SN_PREFETCH_PARAMS_BYTES:
+        # the parameters all at once: on two threads the other core's step
+        # wrote half of them (docs/kernels.md, "Threads")
+        sn_prefetch_span(W1, plan.d * plan.h * sizeof(floating))
+        sn_prefetch_span(b1, plan.h * sizeof(floating))
+        sn_prefetch_span(W2, plan.h * plan.k * sizeof(floating))
     if src.order != NULL:
         # a shuffled batch: this chunk gathers its own rows (in parallel with
         # the other chunks), then starts the same rows of the next batch on
