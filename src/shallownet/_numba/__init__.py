@@ -7,6 +7,7 @@ docs/training.md), by concern:
 - ``rows``: residual, weight sums and gathers, sums of squares
 - ``explicit`` and ``gemm``: the two kinds of tile
 - ``plan``: chunks, tiles and path from the shapes; the run's buffers
+  (Python: a run passes its batches' cuts in)
 - ``batch``: a batch's loss and gradients over its chunks
 - ``steps``: the optimizer steps and the learning-rate schedule
 - ``epochs``: a block of epochs; one loss-and-gradients evaluation
@@ -43,8 +44,9 @@ from .records import Epochs, Params, Rows, Settings, State
 from .rows import weight_sum
 from .steps import step_kind
 
-__all__ = ["Epochs", "Params", "Rows", "Settings", "State", "configure", "penalized", "trainer",
-           "evaluator", "activator", "prepare", "workspace", "step_kind", "weight_sum"]
+__all__ = ["Epochs", "Params", "Rows", "Settings", "State", "configure", "cut", "penalized",
+           "trainer", "evaluator", "activator", "prepare", "workspace", "step_kind",
+           "weight_sum"]
 
 
 def _flag(on):
@@ -58,8 +60,17 @@ def configure(n, d, h, k, itemsize, n_threads):
     never compiles the parallel code; where every batch is one chunk
     (single), the chunk adds into the gradients itself and no reduction is
     compiled."""
-    n_chunks, _, _, use_gemm, _ = plan.py_func(n, d, h, k, itemsize)
+    n_chunks, _, _, use_gemm, _ = plan(n, d, h, k, itemsize)
     return _flag(use_gemm), _flag(n_chunks > 1 and n_threads > 1), _flag(n_chunks == 1)
+
+
+def cut(n, d, h, k, itemsize):
+    """(n_chunks, chunk_rows, tile_rows) of a batch of n rows, as ``plan``
+    cuts it: computed here and passed in, since compiling the plan into
+    the kernels was a sixth of the epoch loop's code (docs/kernels.md,
+    "Compiling on demand")."""
+    n_chunks, chunk_rows, tile_rows, _, _ = plan(n, d, h, k, itemsize)
+    return int(n_chunks), int(chunk_rows), int(tile_rows)
 
 
 def penalized(alpha):
@@ -70,7 +81,7 @@ def penalized(alpha):
 
 def uses_gemm(d, h):
     """Whether layers of these sizes take the GEMM tiles (BLAS)."""
-    return bool(plan.py_func(1, d, h, 1, 8)[3])
+    return bool(plan(1, d, h, 1, 8)[3])
 
 
 @cache
@@ -82,7 +93,7 @@ def trainer(code, kind, gemm, parallel, gather, single, penalty):
 
 @cache
 def evaluator(code, gemm, parallel, single, penalty):
-    """The compiled ``loss_and_gradients(data, params, alpha, weight, ws,
+    """The compiled ``loss_and_gradients(data, params, alpha, weight, cut, ws,
     grads)`` of one configuration (``epochs.make_loss_and_gradients``)."""
     return epochs.make_loss_and_gradients(code, gemm, parallel, single, penalty)
 

@@ -3,8 +3,8 @@ reduction in chunk order, and the L2 penalty.
 
 ``gemm`` (the GEMM tiles, else the explicit loops) and ``parallel`` are
 compile-time flags, None or True (see ``jit``): the code behind the other
-value is never compiled. ``cut`` is the batch's ``plan``: (n_chunks,
-chunk_rows, tile_rows, ...).
+value is never compiled. ``cut`` is the batch's (n_chunks, chunk_rows,
+tile_rows), from ``plan`` in Python (``shallownet._numba.cut``).
 """
 
 from numba import njit, prange
@@ -13,7 +13,6 @@ from .explicit import tile_explicit
 from .gemm import tile_gemm
 from .intrinsics import flat, rows_view, wide_vectors
 from .jit import JIT, like
-from .plan import plan
 from .records import Params
 from .rows import add_scaled, gather, sum_chunks, sum_squares, zero
 
@@ -83,21 +82,18 @@ def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, sc
 # linked in and then again inside its caller, a third of a first fit's
 # compile time (docs/kernels.md, "Compiling on demand")
 @njit(inline="always", **JIT)
-def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, weight, params,
-              alpha, tiles, chunks, grads):
+def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, cut, weight,
+              params, alpha, tiles, chunks, grads):
     """L_B and its gradients (into grads) at params for the batch of the m
-    rows from row0 of ``rows``, whose weights sum to ``weight`` > 0; returns
+    rows from row0 of ``rows``, cut as ``cut`` says (``plan`` of m rows),
+    whose weights sum to ``weight`` > 0; returns
     L_B. With ``single`` the batch is one chunk, which adds into grads
     itself; with ``penalty`` None, alpha is 0. A shuffled batch's chunks
     first gather its rows there from ``source``; rows in order pass None.
     W1 and grads.W1 are in the path's layout: d x h on the explicit path,
     transposed (h x d) on the GEMM path. The same code serves every
     optimizer."""
-    W1, b1, W2, _ = params
-    h = b1.shape[0]
-    d = W1.size // h
-    k = W2.shape[1]
-    cut = plan(m, d, h, k, W1.itemsize)
+    W1, _, W2, _ = params
     n_chunks = cut[0]
     # dL/dyhat_i = scale w_i (yhat_i - y_i), scale = 2 / W_B in the parameters' dtype
     scale = like(2.0 / weight, W1)

@@ -51,6 +51,7 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
         n = X.shape[0]
         rows = settings.rows
         orders = epochs.orders
+        full_cut, last_cut = epochs.cuts
         # an epoch's rows: all n in order, or the m rows of its order
         walked = n if gather is None else orders.shape[1]
         n_batches = (walked + rows - 1) // rows
@@ -93,6 +94,7 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
             for batch in range(n_batches):
                 first = batch * rows
                 m = min(rows, walked - first)
+                cut = full_cut if m == rows else last_cut
                 if gather is not None:
                     order = orders[epoch, first:first + m]
                     if unit_weights:
@@ -102,14 +104,15 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
                         if weight == 0.0:
                             continue
                     loss = gradients(gemm, parallel, single, penalty, code, batch_rows,
-                                     Source(X, Y, order, X_to, Y_to), 0, m, weight, P,
+                                     Source(X, Y, order, X_to, Y_to), 0, m, cut, weight, P,
                                      settings.alpha, tiles, chunks, grads)
                 else:
                     weight = ws.batch_weight[batch]
                     if weight == 0.0:
                         continue
                     loss = gradients(gemm, parallel, single, penalty, code, in_order, None,
-                                     first, m, weight, P, settings.alpha, tiles, chunks, grads)
+                                     first, m, cut, weight, P, settings.alpha, tiles, chunks,
+                                     grads)
                 if not np.isfinite(loss):
                     epochs.losses[epochs.start + epoch] = loss
                     finished = epoch
@@ -140,10 +143,11 @@ def make_loss_and_gradients(code, gemm, parallel, single, penalty):
     """The compiled ``loss_and_gradients`` of one configuration."""
 
     @njit(**entry(JIT))
-    def loss_and_gradients(data, params, alpha, weight, ws, grads):
+    def loss_and_gradients(data, params, alpha, weight, cut, ws, grads):
         """L over all rows of data, whose weights sum to ``weight``, at params;
-        its gradients into grads. ws: a workspace for one batch of all rows,
-        prepared (``plan.prepare``)."""
+        its gradients into grads. cut: the cut of a batch of all rows
+        (``shallownet._numba.cut``); ws: a workspace for one batch of all
+        rows, prepared (``plan.prepare``)."""
         wide_vectors()
         X, Y, w = data
         n = X.shape[0]
@@ -152,11 +156,12 @@ def make_loss_and_gradients(code, gemm, parallel, single, penalty):
         # again rather than share train's
         if gemm is None:
             return gradients(gemm, parallel, single, penalty, code, Rows(ws.XT, ws.YT, w),
-                             None, n - n, n, weight, params, alpha, ws.tiles, ws.chunks, grads)
+                             None, n - n, n, cut, weight, params, alpha, ws.tiles, ws.chunks,
+                             grads)
         # the GEMM path's layout: W1 and its gradient transposed
         transpose_into(ws.W1T, params.W1)
         loss = gradients(gemm, parallel, single, penalty, code, Rows(X, Y, w), None, n - n,
-                         n, weight, Params(ws.W1T, params.b1, params.W2, params.b2), alpha,
+                         n, cut, weight, Params(ws.W1T, params.b1, params.W2, params.b2), alpha,
                          ws.tiles, ws.chunks, Params(ws.grads.W1, grads.b1, grads.W2, grads.b2))
         transpose_into(grads.W1, ws.grads.W1)
         return loss

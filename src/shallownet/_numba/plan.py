@@ -14,7 +14,7 @@ import numpy as np
 from llvmlite.binding import get_host_cpu_features
 from numba import njit
 
-from .jit import JIT, JIT_ROW_SUM, entry
+from .jit import JIT_ROW_SUM, entry
 from .records import Chunks, Params, Tiles, Workspace
 from .rows import weight_sum
 
@@ -65,9 +65,8 @@ GEMM_MIN_DH = 64 if _AVX512 else 512
 GEMM_ALWAYS_DH = 256 if _AVX512 else 512
 
 
-# inlined (Numba IR) into batch.gradients: compiled on its own, as a
-# function of a few integers, it cost 0.2-0.4 s of a first fit
-@njit(inline="always", **JIT)
+# Python only: a run passes its batches' cuts to the kernels (``cut`` in
+# ``shallownet._numba``), which once compiled this into every batch
 def plan(n, d, h, k, itemsize):
     """(n_chunks, chunk_rows, tile_rows, use_gemm, max_tile_rows) for a batch
     of n rows of ``itemsize``-byte elements: fixed by the shapes alone.
@@ -130,7 +129,7 @@ def workspace(n, d, h, k, dtype, rows, n_threads, gather):
     chunks' dW1); the chunks' losses, each in-order batch's weight sum, and
     whether every sample weight is 1 (float64). ``prepare`` fills the parts
     that stay the same across the run's calls."""
-    n_chunks, _, _, use_gemm, tile_rows = plan.py_func(rows, d, h, k, np.dtype(dtype).itemsize)
+    n_chunks, _, _, use_gemm, tile_rows = plan(rows, d, h, k, np.dtype(dtype).itemsize)
     n_workers = max(1, min(n_threads, n_chunks))
     n_batches = (n + rows - 1) // rows
     if use_gemm:

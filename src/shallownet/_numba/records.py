@@ -74,13 +74,15 @@ class Settings(NamedTuple):
 
 class Epochs(NamedTuple):
     """One call's epochs: epoch0 (the schedule's count of the first), the
-    orders of shuffled epochs, int64 (count, m), and the fit's curve, of
-    which losses[start:start + count] is written."""
+    orders of shuffled epochs, int64 (count, m), the fit's curve, of which
+    losses[start:start + count] is written, and ``cuts``: the cuts (see
+    ``shallownet._numba.cut``) of an epoch's full batches and of its last."""
     epoch0: int
     count: int
     orders: np.ndarray
     losses: np.ndarray
     start: int
+    cuts: tuple
 
 
 class Workspace(NamedTuple):

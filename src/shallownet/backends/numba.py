@@ -122,6 +122,8 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
         float(spec.momentum), bool(spec.nesterov), float(spec.beta1), float(spec.beta2),
         float(spec.epsilon), float(spec.alpha), rows)
     in_order = np.empty((0, 0), dtype=np.int64)
+    full_cut = kernels.cut(rows, d, h, k, X.dtype.itemsize)
+    cuts = {}       # an epoch's rows -> (cut of a full batch, cut of its last batch)
 
     def run(epoch0, start, count, orders):
         # the checks the compiled code does not make (it trusts its input)
@@ -139,7 +141,11 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
         if not _in_run(workers):
             with threads(workers):
                 return run(epoch0, start, count, orders)
-        block = kernels.Epochs(int(epoch0), int(count), orders, losses, int(start))
+        walked = orders.shape[1] if gather else n
+        if walked not in cuts:
+            last = walked - (walked - 1) // rows * rows
+            cuts[walked] = (full_cut, kernels.cut(last, d, h, k, X.dtype.itemsize))
+        block = kernels.Epochs(int(epoch0), int(count), orders, losses, int(start), cuts[walked])
         return train(data, params, state, settings, block, ws)
 
     return run
@@ -160,10 +166,11 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
         gemm, parallel, single = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
         ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False)
         cached = (key, kernels.evaluator(int(activation_code), gemm, parallel, single, penalty),
-                  ws, gemm is None, parallel is not None)
+                  ws, gemm is None, parallel is not None,
+                  kernels.cut(n, d, h, k, X.dtype.itemsize))
         size = sum(a.nbytes for a in _arrays(ws))
         _run.evaluation = cached if size <= _KEEP_WORKSPACE_BYTES else None
-    _, evaluate, ws, explicit, parallel = cached
+    _, evaluate, ws, explicit, parallel, cut = cached
     # the thread count matters only to a parallel kernel: a serial one (every
     # small call) skips setting and restoring it (docs/kernels.md, "Threads")
     if parallel and not _in_run(count):
@@ -174,7 +181,7 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
         np.copyto(ws.YT, Y.T)
     grads = Params(*(np.empty_like(p) for p in params))
     loss = evaluate(kernels.Rows(X, Y, sample_weight), Params(*params), float(alpha),
-                    kernels.weight_sum(sample_weight), ws, grads)
+                    kernels.weight_sum(sample_weight), cut, ws, grads)
     return float(loss), grads
 
 
