@@ -83,10 +83,13 @@ typedef struct {
 /* Sharing or not, decided by measurement (docs/kernels.md, "Sharing"):
  * jobs of two or more chunks cycle through a trial of SN_POOL_TRIAL jobs
  * shared, a trial of as many run by the caller alone, and SN_POOL_KEEP jobs
- * run the way whose trial took less time in all (~6% of the jobs in
- * trials of the slower way). */
+ * run the way whose trial took less time in all, twice as many after each
+ * trial that chose as the one before (up to SN_POOL_KEEP_DOUBLINGS times):
+ * while the machine stays as it was, ~1% of the jobs run the slower way
+ * in trials, not ~6%. */
 #define SN_POOL_TRIAL 16
 #define SN_POOL_KEEP 240
+#define SN_POOL_KEEP_DOUBLINGS 3
 /* the first jobs of a trial are not counted: they move to the other core
  * the data the other way left in this one's cache (docs/kernels.md,
  * "Sharing") */
@@ -99,6 +102,8 @@ typedef struct {
     sn_pool_shared *shared;     /* NULL until the first parallel job */
     int phase;                  /* SN_TRY_SHARED, ... */
     int left;                   /* jobs left in the phase */
+    int streak;                 /* trials in a row that chose as the last one did */
+    int last;                   /* the last trial's choice: SN_KEEP_SHARED or _ALONE */
     int64_t trial_ns[2];        /* the two trials' total time: shared, alone */
 } sn_pool;
 
@@ -265,6 +270,8 @@ static void sn_pool_init(sn_pool *pool, int n_threads) {
     pool->phase = SN_TRY_SHARED;
     pool->left = SN_POOL_TRIAL;
     pool->trial_ns[0] = pool->trial_ns[1] = 0;
+    pool->streak = 0;
+    pool->last = SN_KEEP_SHARED;
 }
 
 /* Account a job of `ns` nanoseconds to the current phase; move on when it ends. */
@@ -281,7 +288,10 @@ static void sn_pool_next(sn_pool *pool, int64_t ns) {
         break;
     case SN_TRY_ALONE:
         pool->phase = pool->trial_ns[0] <= pool->trial_ns[1] ? SN_KEEP_SHARED : SN_KEEP_ALONE;
-        pool->left = SN_POOL_KEEP;
+        pool->streak = pool->phase == pool->last && pool->streak < SN_POOL_KEEP_DOUBLINGS
+                       ? pool->streak + 1 : 0;
+        pool->last = pool->phase;
+        pool->left = SN_POOL_KEEP << pool->streak;
         break;
     default:
         pool->phase = SN_TRY_SHARED;
