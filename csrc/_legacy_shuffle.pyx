@@ -52,30 +52,33 @@ cdef extern from *:
 
     /* Fisher-Yates from the end, as RandomState.shuffle: position i
      * (n - 1 down to 1) swaps with j, the first 32-bit draw masked to the
-     * smallest all-ones mask >= i that is <= i */
+     * smallest all-ones mask >= i that is <= i. Without a branch on the
+     * draw (a quarter of them are rejected, at random): a rejected draw
+     * swaps a[i] with itself and keeps i, and the mask is set once for all
+     * the i it serves (2.1x faster at 20000 rows; docs/dropin.md) */
     static void sn_legacy_shuffle(sn_mt_state *s, int64_t *a, int64_t n) {
         uint32_t out[SN_MT_N];
         int pos = s->pos;
+        int64_t i = n - 1;
         if (pos < SN_MT_N)
             sn_mt_temper(s->key, pos, out);
-        for (int64_t i = n - 1; i > 0; i--) {
-            uint32_t max = (uint32_t) i, mask = max, j;
-            mask |= mask >> 1;
-            mask |= mask >> 2;
-            mask |= mask >> 4;
-            mask |= mask >> 8;
-            mask |= mask >> 16;
-            do {
+        while (i > 0) {
+            uint32_t mask = 0xffffffffu >> __builtin_clz((uint32_t) i);
+            int64_t low = (int64_t) (mask >> 1);    /* the mask of every i > low */
+            while (i > low) {
                 if (pos == SN_MT_N) {
                     sn_mt_refill(s->key);
                     sn_mt_temper(s->key, 0, out);
                     pos = 0;
                 }
-                j = out[pos++] & mask;
-            } while (j > max);
-            int64_t t = a[i];
-            a[i] = a[j];
-            a[j] = t;
+                int64_t j = (int64_t) (out[pos++] & mask);
+                int64_t accept = j <= i;
+                int64_t k = accept ? j : i;
+                int64_t t = a[i];
+                a[i] = a[k];
+                a[k] = t;
+                i -= accept;
+            }
         }
         s->pos = pos;
     }
