@@ -86,9 +86,9 @@ def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, cut,
               params, alpha, tiles, chunks, grads):
     """L_B and its gradients (into grads) at params for the batch of the m
     rows from row0 of ``rows``, cut as ``cut`` says (``plan`` of m rows),
-    whose weights sum to ``weight`` > 0; returns
-    L_B. With ``single`` the batch is one chunk, which adds into grads
-    itself; with ``penalty`` None, alpha is 0. A shuffled batch's chunks
+    whose weights sum to ``weight`` > 0; returns L_B. With ``single`` the
+    batch is one chunk, which adds into grads itself; with ``penalty``
+    None, alpha is 0. A shuffled batch's chunks
     first gather its rows there from ``source``; rows in order pass None.
     W1 and grads.W1 are in the path's layout: d x h on the explicit path,
     transposed (h x d) on the GEMM path. The same code serves every
