@@ -291,19 +291,6 @@ SN_INLINE float sn_sigmoidf(float z, float *gprime)
 #else
 #define SN_PREFETCH(p) __builtin_prefetch(p)
 #endif
-static inline void sn_prefetch_rows(const int64_t *order, ptrdiff_t rows, const void *base,
-                                    ptrdiff_t row_bytes)
-{
-    const char *b = (const char *) base;
-    ptrdiff_t span = row_bytes < SN_PREFETCH_ROW_BYTES ? row_bytes : SN_PREFETCH_ROW_BYTES;
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const char *row = b + order[i] * row_bytes;
-        for (ptrdiff_t off = 0; off < span; off += 64)
-            SN_PREFETCH(row + off);
-        SN_PREFETCH(row + span - 1);
-    }
-}
-
 /* Parameters up to this many bytes are asked for whole at the start of a
  * chunk (sn_prefetch_span): with two threads, half of them were last
  * written by the other core's step, and the forward pass's strided reads
@@ -317,6 +304,15 @@ static inline void sn_prefetch_span(const void *p, ptrdiff_t bytes)
         SN_PREFETCH(b + off);
     if (bytes > 0)
         SN_PREFETCH(b + bytes - 1);
+}
+
+static inline void sn_prefetch_rows(const int64_t *order, ptrdiff_t rows, const void *base,
+                                    ptrdiff_t row_bytes)
+{
+    const char *b = (const char *) base;
+    ptrdiff_t span = row_bytes < SN_PREFETCH_ROW_BYTES ? row_bytes : SN_PREFETCH_ROW_BYTES;
+    for (ptrdiff_t i = 0; i < rows; i++)
+        sn_prefetch_span(b + order[i] * row_bytes, span);
 }
 
 /* 0 baseline, 1 AVX2 + FMA, 2 AVX-512; written once, by sn_select_isa() at
