@@ -118,11 +118,12 @@ def test_same_random_state_is_bitwise_reproducible(backend, dtype):
 
 
 def test_import_is_lazy_and_compiles_nothing():
-    code = ("import sys, time; t = time.perf_counter(); import shallownet; "
-            "dt = time.perf_counter() - t; "
-            "print('numba' in sys.modules, 'shallownet._cython_train' in sys.modules)")
+    # scipy.special alone was 0.24 of the 0.38 s `import shallownet` took
+    code = ("import sys; import shallownet; "
+            "print('numba' in sys.modules, 'shallownet._cython_train' in sys.modules, "
+            "'scipy.special' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
 
 
 def test_auto_picks_an_available_backend():
