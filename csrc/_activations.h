@@ -2,7 +2,7 @@
  * activations and the loops over one tile of samples.
  *
  * Tiles are feature-major: Zt[j*mp + i] is hidden unit j of sample i of the
- * tile, in rows of mp samples, mp a multiple of SN_LANES = 32 (the padding
+ * tile, in rows of mp samples, mp a multiple of SN_LANES = 16 (the padding
  * samples are zero in Xt and Yt). The O(d h) loops (sn_forward, sn_grad_W1)
  * stop at the last register that holds one of the m samples; the output side
  * runs over whole blocks. Every loop runs over samples, contiguous,
@@ -35,10 +35,10 @@
  * FMA (x86-64-v3) and the baseline (SSE2 on x86-64), and sn_select_isa(),
  * called once at import, picks the best the CPU supports; a portable wheel thus
  * still runs 8 doubles wide here. The sample loops use that ISA's native vector
- * type, SN_LANES / (lanes per register) registers per block of 32 samples:
+ * type, SN_LANES / (lanes per register) registers per block of 16 samples:
  * GCC's auto-vectoriser left such loops partly scalar or shuffling, and vector
  * types wider than a register were spilled to the stack. Every sum over
- * samples accumulates in the same 32 lanes and ends in the same fixed tree,
+ * samples accumulates in the same 16 lanes and ends in the same fixed tree,
  * whatever the register width; only FMA contraction (absent on the baseline)
  * can change a last bit from one CPU to another, never from one run or thread
  * count to another.
@@ -60,10 +60,15 @@
 #define SN_X86 1
 #endif
 
-/* samples per block: tiles are padded to whole blocks. 32 gives every sum over
- * samples 4 independent registers even with AVX-512 doubles, enough to hide
- * the FMA latency. */
-#define SN_LANES 32
+/* samples per block: tiles are padded to whole blocks, and every sum over
+ * samples ends in a tree over this many lanes. 16, the float32 lanes of one
+ * AVX-512 register: against 32, a 104-row chunk pads to 112 samples, not
+ * 128, and each dW1 entry's tree is 15 additions, not 31; the loops with
+ * one sum a block run several units or blocks a pass to keep 4 chains
+ * (SN_YB). The drop-in's Adam fit at (20000, 20) took 0.92-0.97 of the
+ * time, minibatch and full-batch fits at d >= 3 0.96-1.00, thin ones
+ * 1.00-1.06 (h = 16, d = 1) and up to 1.13 (h = 1): docs/kernels.md. */
+#define SN_LANES 16
 
 #define SN_IDENTITY 0
 #define SN_RELU 1
@@ -431,6 +436,14 @@ static const char *sn_select_isa(void)
  * has 32 for 16 and 5 */
 #define SN_RB (SN_VBYTES == 64 ? 4 : 3)
 #define SN_UB 4
+/* blocks a pass of sn_output_backward's yhat sums: 4 registers or more */
+#define SN_YB (SN_NV >= 4 ? 1 : 4 / SN_NV)
+/* samples a pass of sn_forward, in SN_FWD_NV registers: z1 has no sum over
+ * samples, so its passes need not be blocks; 32 samples, 4 registers of
+ * AVX-512 doubles, keep few units a pass from paying a pass's overhead on
+ * half as many samples (h = 1 at (1000, 1): docs/kernels.md) */
+#define SN_FWD_LANES 32
+#define SN_FWD_NV (SN_FWD_LANES / SN_VL)
 /* accumulators of a pass of sn_forward (units x registers) */
 #define SN_FWD_ACC (SN_VBYTES == 64 ? 16 : 8)
 /* lanes in a run of sn_grad_W1's write-back: SN_UB units, or one register */
@@ -608,20 +621,6 @@ SN_TARGET static void SN_FN(sn_gather_transpose)(ptrdiff_t m, ptrdiff_t cols, pt
             dst[c * mp + p] = 0;
 }
 
-SN_TARGET SN_INLINE SN_T SN_FN(sn_dot)(const SN_T *restrict a, const SN_T *restrict b,
-                                       ptrdiff_t mp)
-{
-    SN_V acc[SN_NV], x[SN_NV], y[SN_NV];
-    SN_SPLAT(acc, 0);
-    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
-        SN_LOAD(x, a + i);
-        SN_LOAD(y, b + i);
-        SN_UNROLL for (int v = 0; v < SN_NV; v++)
-            acc[v] += x[v] * y[v];
-    }
-    return SN_FN(sn_sum_block)(acc);
-}
-
 SN_TARGET static void SN_FN(sn_activation)(int code, ptrdiff_t rows, ptrdiff_t cols,
                                            SN_T *restrict z_gprime, ptrdiff_t ld_z,
                                            SN_T *restrict a, ptrdiff_t ld_a)
@@ -724,8 +723,8 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_units)(int units, int nv, ptrdiff_t j,
                                                  const SN_T *restrict b1, SN_T *restrict Zt,
                                                  SN_T *restrict At)
 {
-    for (ptrdiff_t i = i0; i < i1; i += SN_LANES) {
-        SN_V z[SN_FWD_ACC][SN_NV], x[SN_NV];
+    for (ptrdiff_t i = i0; i < i1; i += SN_FWD_LANES) {
+        SN_V z[SN_FWD_ACC][SN_FWD_NV], x[SN_FWD_NV];
         SN_UNROLL for (int u = 0; u < units; u++)
             SN_UNROLL for (int v = 0; v < nv; v++)
                 z[u][v] = (SN_V){0} + b1[j + u];
@@ -794,7 +793,7 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdif
 
 /* z1 of the samples 0 ... m - 1, rounded up to whole registers: the last
  * block may be partial (a 200-row batch in two chunks of 104 and 96 rows
- * computes 104 and 96 samples, not 128 and 96), its registers computed as
+ * computes 104 and 96 samples, not 112 and 96), its registers computed as
  * in a whole block, lane by lane the same sums; the columns past them up
  * to mp are left as they were. At = g(z1); where g' follows from At
  * (sn_gprime_from_a) Zt is left alone and the activation code is returned,
@@ -805,12 +804,12 @@ SN_TARGET static int SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, pt
                                         SN_T *restrict Zt, SN_T *restrict At)
 {
     ptrdiff_t mv = (m + SN_VL - 1) / SN_VL * SN_VL;
-    ptrdiff_t end = mv / SN_LANES * SN_LANES;     /* the whole blocks */
-    SN_FN(sn_forward_registers)(SN_NV, d, h, mp, 0, end, code, Xt, W1, b1, Zt, At);
+    ptrdiff_t end = mv / SN_FWD_LANES * SN_FWD_LANES;     /* the whole passes */
+    SN_FN(sn_forward_registers)(SN_FWD_NV, d, h, mp, 0, end, code, Xt, W1, b1, Zt, At);
     switch ((mv - end) / SN_VL) {                 /* registers of the partial block */
-    /* (a case with n >= SN_NV cannot happen: compiled as n = 1, unused) */
+    /* (a case with n >= SN_FWD_NV cannot happen: compiled as n = 1, unused) */
 #define SN_TAIL_CASE(n) case n: SN_FN(sn_forward_registers)( \
-        n < SN_NV ? n : 1, d, h, mp, end, end + 1, code, Xt, W1, b1, Zt, At); break;
+        n < SN_FWD_NV ? n : 1, d, h, mp, end, end + 1, code, Xt, W1, b1, Zt, At); break;
     SN_TAIL_CASE(1) SN_TAIL_CASE(2) SN_TAIL_CASE(3) SN_TAIL_CASE(4) SN_TAIL_CASE(5)
     SN_TAIL_CASE(6) SN_TAIL_CASE(7) SN_TAIL_CASE(8) SN_TAIL_CASE(9) SN_TAIL_CASE(10)
     SN_TAIL_CASE(11) SN_TAIL_CASE(12) SN_TAIL_CASE(13) SN_TAIL_CASE(14) SN_TAIL_CASE(15)
@@ -818,6 +817,61 @@ SN_TARGET static int SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, pt
     default: break;
     }
     return SN_FN(sn_gprime_from_a)(code) ? code : -1;
+}
+
+/* sn_output_backward's sums for `units` hidden units from j (a constant once
+ * inlined), given D = dL/dyhat in Yt: grad_W2 += a1^T D, Gt := dL/dz1,
+ * grad_b1 += its sums. Several units a pass give the sums over samples
+ * units x SN_NV chains, where one unit's ran as latency-bound chains of
+ * SN_NV registers; each unit's sums are the same. */
+SN_TARGET SN_INLINE void SN_FN(sn_output_units)(int units, ptrdiff_t j, ptrdiff_t k,
+                                                ptrdiff_t mp, const SN_T *restrict At,
+                                                const SN_T *restrict W2,
+                                                const SN_T *restrict Yt, int gprime_code,
+                                                SN_T *restrict Gt, ptrdiff_t ld_g,
+                                                SN_T *restrict grad_b1,
+                                                SN_T *restrict grad_W2)
+{
+    for (ptrdiff_t c = 0; c < k; c++) {
+        SN_V acc[SN_YB][SN_NV], x[SN_NV], y[SN_NV];
+        SN_UNROLL for (int u = 0; u < units; u++)
+            SN_SPLAT(acc[u], 0);
+        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+            SN_LOAD(y, Yt + c * mp + i);
+            SN_UNROLL for (int u = 0; u < units; u++) {
+                SN_LOAD(x, At + (j + u) * mp + i);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    acc[u][v] += x[v] * y[v];
+            }
+        }
+        SN_UNROLL for (int u = 0; u < units; u++)
+            grad_W2[(j + u) * k + c] += SN_FN(sn_sum_block)(acc[u]);
+    }
+    SN_V sum_dz[SN_YB][SN_NV], back[SN_NV], D[SN_NV], g[SN_NV];
+    SN_UNROLL for (int u = 0; u < units; u++)
+        SN_SPLAT(sum_dz[u], 0);
+    for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+        SN_UNROLL for (int u = 0; u < units; u++) {
+            SN_SPLAT(back, 0);
+            for (ptrdiff_t c = 0; c < k; c++) {
+                SN_T w = W2[(j + u) * k + c];
+                SN_LOAD(D, Yt + c * mp + i);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    back[v] += w * D[v];
+            }
+            if (gprime_code < 0)
+                SN_LOAD(g, Gt + (j + u) * ld_g + i);
+            else
+                SN_FN(sn_gprime_block)(gprime_code, At + (j + u) * mp + i, g);
+            SN_UNROLL for (int v = 0; v < SN_NV; v++) {
+                back[v] *= g[v];
+                sum_dz[u][v] += back[v];
+            }
+            SN_STORE(Gt + (j + u) * ld_g + i, back);
+        }
+    }
+    SN_UNROLL for (int u = 0; u < units; u++)
+        grad_b1[j + u] += SN_FN(sn_sum_block)(sum_dz[u]);
 }
 
 /* Everything of a tile on the output side, given At = a1 and g'(z1): Gt
@@ -841,7 +895,29 @@ SN_TARGET static double SN_FN(sn_output_backward)(
     double loss_lane[SN_LANES] = {0};
     for (ptrdiff_t c = 0; c < k; c++) {
         SN_T *Y_c = Yt + c * mp;
-        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
+        ptrdiff_t i = 0;
+        /* SN_YB blocks a pass, so that at least 4 chains of multiply-adds
+         * run over the units at once; each lane's sum is the same */
+        for (; i + SN_YB * SN_LANES <= mp; i += SN_YB * SN_LANES) {
+            SN_V r[SN_YB][SN_NV], y[SN_NV], a[SN_NV];
+            SN_UNROLL for (int b = 0; b < SN_YB; b++) {
+                SN_SPLAT(r[b], b2[c]);
+                SN_LOAD(y, Y_c + i + b * SN_LANES);
+                SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                    r[b][v] -= y[v];
+            }
+            for (ptrdiff_t j = 0; j < h; j++) {
+                SN_T w = W2[j * k + c];
+                SN_UNROLL for (int b = 0; b < SN_YB; b++) {
+                    SN_LOAD(a, At + j * mp + i + b * SN_LANES);
+                    SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                        r[b][v] += w * a[v];
+                }
+            }
+            SN_UNROLL for (int b = 0; b < SN_YB; b++)
+                SN_STORE(Y_c + i + b * SN_LANES, r[b]);
+        }
+        for (; i < mp; i += SN_LANES) {
             SN_V r[SN_NV], y[SN_NV], a[SN_NV];
             SN_SPLAT(r, b2[c]);
             SN_LOAD(y, Y_c + i);
@@ -885,33 +961,13 @@ SN_TARGET static double SN_FN(sn_output_backward)(
         }
         grad_b2[c] += SN_FN(sn_sum_block)(sum_D);
     }
-    for (ptrdiff_t j = 0; j < h; j++) {
-        const SN_T *A_j = At + j * mp;
-        SN_T *G_j = Gt + j * ld_g;
-        for (ptrdiff_t c = 0; c < k; c++)
-            grad_W2[j * k + c] += SN_FN(sn_dot)(A_j, Yt + c * mp, mp);
-        SN_V sum_dz[SN_NV], back[SN_NV], D[SN_NV], g[SN_NV];
-        SN_SPLAT(sum_dz, 0);
-        for (ptrdiff_t i = 0; i < mp; i += SN_LANES) {
-            SN_SPLAT(back, 0);
-            for (ptrdiff_t c = 0; c < k; c++) {
-                SN_T w = W2[j * k + c];
-                SN_LOAD(D, Yt + c * mp + i);
-                SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                    back[v] += w * D[v];
-            }
-            if (gprime_code < 0)
-                SN_LOAD(g, G_j + i);
-            else
-                SN_FN(sn_gprime_block)(gprime_code, A_j + i, g);
-            SN_UNROLL for (int v = 0; v < SN_NV; v++) {
-                back[v] *= g[v];
-                sum_dz[v] += back[v];
-            }
-            SN_STORE(G_j + i, back);
-        }
-        grad_b1[j] += SN_FN(sn_sum_block)(sum_dz);
-    }
+    ptrdiff_t j = 0;
+    for (; j + SN_YB <= h; j += SN_YB)
+        SN_FN(sn_output_units)(SN_YB, j, k, mp, At, W2, Yt, gprime_code, Gt, ld_g, grad_b1,
+                               grad_W2);
+    for (; j < h; j++)
+        SN_FN(sn_output_units)(1, j, k, mp, At, W2, Yt, gprime_code, Gt, ld_g, grad_b1,
+                               grad_W2);
     for (int width = SN_LANES / 2; width >= 1; width /= 2)
         for (int l = 0; l < width; l++)
             loss_lane[l] += loss_lane[l + width];
@@ -1083,6 +1139,8 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
 #undef SN_RB
 #undef SN_UB
 #undef SN_FWD_ACC
+#undef SN_YB
+#undef SN_FWD_NV
 #undef SN_RUN
 #undef SN_LOAD
 #undef SN_STORE

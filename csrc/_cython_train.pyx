@@ -129,7 +129,7 @@ cdef enum:
     MIN_CHUNK_ROWS = 64
     # chunk lengths are multiples of this many rows (the doubles of an
     # AVX-512 register): the loops stop at a chunk's last register, so its
-    # padding is under a register, not up to 31 rows (docs/kernels.md)
+    # padding is under a register, not up to 15 rows (docs/kernels.md)
     CHUNK_ROW_MULTIPLE = 8
     # Small d*h: elements of one thread's tile buffers (Xt, Yt, Zt, At),
     # sized to stay in L2 (measured).
@@ -221,7 +221,7 @@ cdef void _set_rows(Plan *plan, Py_ssize_t n) noexcept nogil:
     if plan.n_chunks > 1:
         # whole registers of samples (the kernels stop at the last register
         # holding a sample): chunks as even as that allows, 104 and 96 rows
-        # of a 200-row batch, where whole blocks made 128 and 72
+        # of a 200-row batch, where whole blocks made 112 and 88
         plan.chunk_rows = _round_up(plan.chunk_rows, CHUNK_ROW_MULTIPLE)
     plan.n_chunks = (n + plan.chunk_rows - 1) // plan.chunk_rows
     # tiles of equal length (no short last tile), at most max_tile_rows and
@@ -421,7 +421,7 @@ cdef void _tile(const Plan *plan, const floating *X, const floating *Y,
         else:
             gprime_code = sn_forward_f(d, h, m, mp, plan.activation_code, Xt, W1, b1, Zt, At)
         if m != mp:
-            # a short tile (a minibatch of 200 rows pads to 224): the padding
+            # a short tile (a minibatch of 200 rows pads to 208): the padding
             # gets At = 0 and a finite g' (0, or g'(0) taken from At), which
             # dL/dyhat = 0 turns into exact zeros
             for j in range(h):
