@@ -806,7 +806,7 @@ SN_TARGET static int SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, pt
     ptrdiff_t mv = (m + SN_VL - 1) / SN_VL * SN_VL;
     ptrdiff_t end = mv / SN_FWD_LANES * SN_FWD_LANES;     /* the whole passes */
     SN_FN(sn_forward_registers)(SN_FWD_NV, d, h, mp, 0, end, code, Xt, W1, b1, Zt, At);
-    switch ((mv - end) / SN_VL) {                 /* registers of the partial block */
+    switch ((mv - end) / SN_VL) {                 /* registers of the partial pass */
     /* (a case with n >= SN_FWD_NV cannot happen: compiled as n = 1, unused) */
 #define SN_TAIL_CASE(n) case n: SN_FN(sn_forward_registers)( \
         n < SN_FWD_NV ? n : 1, d, h, mp, end, end + 1, code, Xt, W1, b1, Zt, At); break;
@@ -817,6 +817,36 @@ SN_TARGET static int SN_FN(sn_forward)(ptrdiff_t d, ptrdiff_t h, ptrdiff_t m, pt
     default: break;
     }
     return SN_FN(sn_gprime_from_a)(code) ? code : -1;
+}
+
+/* R = a1 W2 + b2 - Y for output c over `blocks` blocks from sample i (a
+ * constant once inlined), Y read from and R written to Y_c: several blocks
+ * a pass give the sums over the units blocks x SN_NV chains (SN_YB); each
+ * lane's sum is the same */
+SN_TARGET SN_INLINE void SN_FN(sn_output_residuals)(int blocks, ptrdiff_t i, ptrdiff_t h,
+                                                    ptrdiff_t k, ptrdiff_t c, ptrdiff_t mp,
+                                                    const SN_T *restrict At,
+                                                    const SN_T *restrict W2,
+                                                    const SN_T *restrict b2,
+                                                    SN_T *restrict Y_c)
+{
+    SN_V r[SN_YB][SN_NV], y[SN_NV], a[SN_NV];
+    SN_UNROLL for (int b = 0; b < blocks; b++) {
+        SN_SPLAT(r[b], b2[c]);
+        SN_LOAD(y, Y_c + i + b * SN_LANES);
+        SN_UNROLL for (int v = 0; v < SN_NV; v++)
+            r[b][v] -= y[v];
+    }
+    for (ptrdiff_t j = 0; j < h; j++) {
+        SN_T w = W2[j * k + c];
+        SN_UNROLL for (int b = 0; b < blocks; b++) {
+            SN_LOAD(a, At + j * mp + i + b * SN_LANES);
+            SN_UNROLL for (int v = 0; v < SN_NV; v++)
+                r[b][v] += w * a[v];
+        }
+    }
+    SN_UNROLL for (int b = 0; b < blocks; b++)
+        SN_STORE(Y_c + i + b * SN_LANES, r[b]);
 }
 
 /* sn_output_backward's sums for `units` hidden units from j (a constant once
@@ -896,42 +926,11 @@ SN_TARGET static double SN_FN(sn_output_backward)(
     for (ptrdiff_t c = 0; c < k; c++) {
         SN_T *Y_c = Yt + c * mp;
         ptrdiff_t i = 0;
-        /* SN_YB blocks a pass, so that at least 4 chains of multiply-adds
-         * run over the units at once; each lane's sum is the same */
-        for (; i + SN_YB * SN_LANES <= mp; i += SN_YB * SN_LANES) {
-            SN_V r[SN_YB][SN_NV], y[SN_NV], a[SN_NV];
-            SN_UNROLL for (int b = 0; b < SN_YB; b++) {
-                SN_SPLAT(r[b], b2[c]);
-                SN_LOAD(y, Y_c + i + b * SN_LANES);
-                SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                    r[b][v] -= y[v];
-            }
-            for (ptrdiff_t j = 0; j < h; j++) {
-                SN_T w = W2[j * k + c];
-                SN_UNROLL for (int b = 0; b < SN_YB; b++) {
-                    SN_LOAD(a, At + j * mp + i + b * SN_LANES);
-                    SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                        r[b][v] += w * a[v];
-                }
-            }
-            SN_UNROLL for (int b = 0; b < SN_YB; b++)
-                SN_STORE(Y_c + i + b * SN_LANES, r[b]);
-        }
-        for (; i < mp; i += SN_LANES) {
-            SN_V r[SN_NV], y[SN_NV], a[SN_NV];
-            SN_SPLAT(r, b2[c]);
-            SN_LOAD(y, Y_c + i);
-            SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                r[v] -= y[v];
-            for (ptrdiff_t j = 0; j < h; j++) {
-                SN_T w = W2[j * k + c];
-                SN_LOAD(a, At + j * mp + i);
-                SN_UNROLL for (int v = 0; v < SN_NV; v++)
-                    r[v] += w * a[v];
-            }
-            SN_STORE(Y_c + i, r);
-        }
-        for (ptrdiff_t i = m; i < mp; i++)
+        for (; i + SN_YB * SN_LANES <= mp; i += SN_YB * SN_LANES)
+            SN_FN(sn_output_residuals)(SN_YB, i, h, k, c, mp, At, W2, b2, Y_c);
+        for (; i < mp; i += SN_LANES)
+            SN_FN(sn_output_residuals)(1, i, h, k, c, mp, At, W2, b2, Y_c);
+        for (i = m; i < mp; i++)
             Y_c[i] = 0;
         SN_V sum_D[SN_NV], D[SN_NV], wv[SN_NV];
         SN_SPLAT(sum_D, 0);
