@@ -66,7 +66,7 @@
  * 128, and each dW1 entry's tree is 15 additions, not 31; the loops with
  * one sum a block run several units or blocks a pass to keep 4 chains
  * (SN_YB). The drop-in's Adam fit at (20000, 20) took 0.92-0.97 of the
- * time, minibatch and full-batch fits at d >= 3 0.96-1.00, thin ones
+ * time, minibatch and full-batch fits at d >= 3 0.96-1.01, thin ones
  * 1.00-1.06 (h = 16, d = 1) and up to 1.13 (h = 1): docs/kernels.md. */
 #define SN_LANES 16
 
@@ -792,9 +792,9 @@ SN_TARGET SN_INLINE void SN_FN(sn_forward_registers)(int nv, ptrdiff_t d, ptrdif
 }
 
 /* z1 of the samples 0 ... m - 1, rounded up to whole registers: the last
- * block may be partial (a 200-row batch in two chunks of 104 and 96 rows
+ * pass may be partial (a 200-row batch in two chunks of 104 and 96 rows
  * computes 104 and 96 samples, not 112 and 96), its registers computed as
- * in a whole block, lane by lane the same sums; the columns past them up
+ * in a whole pass, lane by lane the same sums; the columns past them up
  * to mp are left as they were. At = g(z1); where g' follows from At
  * (sn_gprime_from_a) Zt is left alone and the activation code is returned,
  * for sn_output_backward to take g' from At; otherwise Zt = g'(z1) and -1. */
@@ -1140,6 +1140,7 @@ SN_TARGET __attribute__((optimize("fp-contract=off"))) static void SN_FN(sn_adam
 #undef SN_FWD_ACC
 #undef SN_YB
 #undef SN_FWD_NV
+#undef SN_FWD_LANES
 #undef SN_RUN
 #undef SN_LOAD
 #undef SN_STORE
