@@ -42,11 +42,11 @@ from .jit import JIT, entry
 from .plan import plan, prepare, workspace
 from .records import Epochs, Params, Rows, Settings, State
 from .rows import weight_sum
-from .steps import step_kind
+from .steps import step_kind, step_moments
 
 __all__ = ["Epochs", "Params", "Rows", "Settings", "State", "configure", "cut", "penalized",
            "trainer", "evaluator", "activator", "prepare", "workspace", "step_kind",
-           "weight_sum"]
+           "step_moments", "weight_sum"]
 
 
 def _flag(on):

@@ -19,17 +19,18 @@ from .jit import JIT, entry, like
 from .records import Params, Rows, Source, State
 from .rows import gather_weights, transpose_into
 from .steps import (ADAM_STEP, MOMENTUM, PLAIN, adam_folded_step, adam_step, learning_rate,
-                    momentum_step, plain_step)
+                    momentum_step, plain_step, step_moments)
 
 
 @njit(**JIT)
-def _copy_transposed(moments, W1, m, v, W1_from, m_from, v_from):
+def _copy_transposed(W1, m, v, W1_from, m_from, v_from):
     """W1 = W1_from^T, and as many of the optimizer's moments as it keeps
-    (``moments``: 0, 1 or 2): into the GEMM path's layout or back."""
+    (m and v are None where it keeps none): into the GEMM path's layout or
+    back."""
     transpose_into(W1, W1_from)
-    if moments >= 1:
+    if m is not None:
         transpose_into(m, m_from)
-    if moments == 2:
+    if v is not None:
         transpose_into(v, v_from)
 
 
@@ -38,7 +39,9 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
     closure's, pruned and passed on as compile-time constants (the factory
     is the entry point itself: a level of calls less to compile). Numba
     prunes a branch on a closure's constant (``kind == PLAIN``) before
-    inlining and typing it, so only this kind's step is compiled."""
+    inlining and typing it, so only this kind's step is compiled. The
+    moments the step does not keep are None in ``state`` and ``ws``."""
+    moments = step_moments(kind)
 
     @njit(**entry(JIT))
     def train(data, params, state, settings, epochs, ws):
@@ -56,15 +59,21 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
         walked = n if gather is None else orders.shape[1]
         n_batches = (walked + rows - 1) // rows
         first_m, second_v = state.m, state.v
-        # the moments the step keeps: none (PLAIN), m (MOMENTUM), m and v (Adam)
-        moments = 0 if kind == PLAIN else 1 if kind == MOMENTUM else 2
         if gemm is not None:
-            # the GEMM path's layout for the whole call, undone before returning
-            _copy_transposed(moments, ws.W1T, ws.mW1T, ws.vW1T, params.W1, first_m.W1,
-                             second_v.W1)
+            # the GEMM path's layout for the whole call, undone before
+            # returning; a moment the step does not keep is None
             P = Params(ws.W1T, params.b1, params.W2, params.b2)
-            S = State(Params(ws.mW1T, first_m.b1, first_m.W2, first_m.b2),
-                      Params(ws.vW1T, second_v.b1, second_v.W2, second_v.b2), state.t)
+            if moments == 0:
+                _copy_transposed(ws.W1T, None, None, params.W1, None, None)
+                S = state
+            elif moments == 1:
+                _copy_transposed(ws.W1T, ws.mW1T, None, params.W1, first_m.W1, None)
+                S = State(Params(ws.mW1T, first_m.b1, first_m.W2, first_m.b2), None, state.t)
+            else:
+                _copy_transposed(ws.W1T, ws.mW1T, ws.vW1T, params.W1, first_m.W1,
+                                 second_v.W1)
+                S = State(Params(ws.mW1T, first_m.b1, first_m.W2, first_m.b2),
+                          Params(ws.vW1T, second_v.b1, second_v.W2, second_v.b2), state.t)
         else:
             P = params
             S = state
@@ -72,9 +81,11 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
         tiles, chunks = ws.tiles, ws.chunks
         # unit weights: a shuffled batch's weights are all ones, set once here
         # rather than gathered (200 random reads a batch) before every batch
-        unit_weights = gather is not None and ws.unit_weights[0] == 1.0
-        if unit_weights:
-            ws.w_batch[:] = 1
+        unit_weights = False
+        if gather is not None:
+            unit_weights = ws.unit_weights[0] == 1.0
+            if unit_weights:
+                ws.w_batch[:] = 1
         # the rows the tiles read, in the path's layout: a gathered batch's
         # buffers (row 0 on), or all rows
         if gemm is None:
@@ -133,8 +144,12 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
                 break
             epochs.losses[epochs.start + epoch] = epoch_loss / epoch_weight
         if gemm is not None:
-            _copy_transposed(moments, params.W1, first_m.W1, second_v.W1, ws.W1T, ws.mW1T,
-                             ws.vW1T)
+            if moments == 0:
+                _copy_transposed(params.W1, None, None, ws.W1T, None, None)
+            elif moments == 1:
+                _copy_transposed(params.W1, first_m.W1, None, ws.W1T, ws.mW1T, None)
+            else:
+                _copy_transposed(params.W1, first_m.W1, second_v.W1, ws.W1T, ws.mW1T, ws.vW1T)
         return finished
     return train
 

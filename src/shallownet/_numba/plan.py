@@ -118,46 +118,52 @@ class _Arena:
         self.at = 0
 
 
-def workspace(n, d, h, k, dtype, rows, n_threads, gather):
+def workspace(n, d, h, k, dtype, rows, n_threads, gather, moments=2):
     """The buffers of a run of calls on n rows in batches of at most
     ``rows`` rows, allocated once (in Python: compiled code never
     allocates): per-worker tile buffers and per-chunk accumulators; the
     transposed X and Y of the explicit loops (all of X, or with ``gather``
     a batch's rows); the row-major batch buffers of the GEMM path with
-    ``gather``; the GEMM path's transposed W1 and moments; the gathered
+    ``gather``; the GEMM path's transposed W1 and as many of its optimizer
+    moments as the step keeps (``moments``: 0, 1 or 2); the gathered
     weights; the four gradients (dW1 transposed on the GEMM path, as the
     chunks' dW1); the chunks' losses, each in-order batch's weight sum, and
-    whether every sample weight is 1 (float64). ``prepare`` fills the parts
-    that stay the same across the run's calls."""
+    whether every sample weight is 1 (float64). A buffer the run's kernel
+    does not use is None: the entry point then neither unboxes nor compiles
+    code for it (docs/kernels.md, "Compiling on demand"). ``prepare`` fills
+    the parts that stay the same across the run's calls."""
     n_chunks, _, _, use_gemm, tile_rows = plan(rows, d, h, k, np.dtype(dtype).itemsize)
     n_workers = max(1, min(n_threads, n_chunks))
     n_batches = (n + rows - 1) // rows
-    if use_gemm:
-        xt_cols, batch_rows, dz_rows = 0, (rows if gather else 0), 0
-    else:
-        # the explicit loops run along rows: X transposed, all of it once per
-        # fit, or each gathered batch straight into a transposed buffer
-        xt_cols, batch_rows, dz_rows = (rows if gather else n), 0, 2 * tile_rows
-    # the GEMM path holds W1, its gradients and its optimizer moments
-    # transposed (h x d) within a call
+    # the explicit loops run along rows: X transposed, all of it once per
+    # fit, or each gathered batch straight into a transposed buffer; the
+    # GEMM path holds W1, its gradients and its optimizer moments transposed
+    # (h x d) within a call
+    xt_cols = None if use_gemm else rows if gather else n
     w1 = (h, d) if use_gemm else (d, h)
-    w1t = (h, d) if use_gemm else (0, 0)
     e, e64 = _Arena(dtype), _Arena(np.float64)
 
+    def used(on, arena, *shape):
+        return arena(*shape) if on else None
+
     def carve():
+        # one chunk adds into the batch's gradients itself: no accumulators
+        own = n_chunks > 1
         return Workspace(
-            XT=e(d if xt_cols else 0, xt_cols), YT=e(k if xt_cols else 0, xt_cols),
-            X_batch=e(batch_rows, d if batch_rows else 0),
-            Y_batch=e(batch_rows, k if batch_rows else 0),
-            w_batch=e(rows if gather else 0),
+            XT=used(xt_cols, e, d, xt_cols), YT=used(xt_cols, e, k, xt_cols),
+            X_batch=used(use_gemm and gather, e, rows, d),
+            Y_batch=used(use_gemm and gather, e, rows, k),
+            w_batch=used(gather, e, rows),
             tiles=Tiles(e(n_workers, tile_rows * h), e(n_workers, tile_rows * h),
-                        e(n_workers, tile_rows * k), e(n_workers, dz_rows),
+                        e(n_workers, tile_rows * k), e(n_workers, 0 if use_gemm else 2 * tile_rows),
                         True if d > 1 else None, True if k > 1 else None),
-            chunks=Chunks(e(n_chunks, *w1), e(n_chunks, h), e(n_chunks, h, k), e(n_chunks, k),
+            chunks=Chunks(used(own, e, n_chunks, *w1), used(own, e, n_chunks, h),
+                          used(own, e, n_chunks, h, k), used(own, e, n_chunks, k),
                           e64(n_chunks)),
-            W1T=e(*w1t), mW1T=e(*w1t), vW1T=e(*w1t),
+            W1T=used(use_gemm, e, h, d), mW1T=used(use_gemm and moments >= 1, e, h, d),
+            vW1T=used(use_gemm and moments == 2, e, h, d),
             grads=Params(e(*w1), e(h), e(h, k), e(k)),
-            batch_weight=e64(0 if gather else n_batches), unit_weights=e64(1))
+            batch_weight=used(not gather, e64, n_batches), unit_weights=used(gather, e64, 1))
 
     carve()                     # counts
     e.allocate()
@@ -177,11 +183,11 @@ def prepare(ws, X, Y, w, rows, gather):
     calls: the transposed X and Y (rows in order, explicit loops), each
     in-order batch's weight sum (``weight_sum``'s order, the kernels'), and
     the unit-weights flag."""
-    if not gather and ws.XT.shape[1] > 0:
+    if not gather and ws.XT is not None:
         np.copyto(ws.XT, X.T)
         np.copyto(ws.YT, Y.T)
     unit = bool(np.all(w == 1))
-    if ws.batch_weight.shape[0]:
+    if ws.batch_weight is not None:
         if unit:
             # m ones sum to m exactly in any order: no compiled sum, whose
             # first compile was ~0.4 s of a first fit
@@ -189,4 +195,5 @@ def prepare(ws, X, Y, w, rows, gather):
             ws.batch_weight[:] = np.minimum(w.shape[0] - first, rows)
         else:
             _batch_weights(w, rows, ws.batch_weight)
-    ws.unit_weights[0] = 1.0 if unit else 0.0
+    if ws.unit_weights is not None:
+        ws.unit_weights[0] = 1.0 if unit else 0.0

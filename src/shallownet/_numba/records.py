@@ -52,7 +52,8 @@ class Chunks(NamedTuple):
 
 class State(NamedTuple):
     """The optimizer's state: m (velocity or first moment), v (second
-    moment), t int64 (1,) the steps taken."""
+    moment), each None where the step keeps none; t int64 (1,) the steps
+    taken."""
     m: Params
     v: Params
     t: np.ndarray
@@ -74,7 +75,8 @@ class Settings(NamedTuple):
 
 class Epochs(NamedTuple):
     """One call's epochs: epoch0 (the schedule's count of the first), the
-    orders of shuffled epochs, int64 (count, m), the fit's curve, of which
+    orders of shuffled epochs, int64 (count, m) (None for rows in order),
+    the fit's curve, of which
     losses[start:start + count] is written, and ``cuts``: the cuts (see
     ``shallownet._numba.cut``) of an epoch's full batches and of its last."""
     epoch0: int
@@ -86,7 +88,8 @@ class Epochs(NamedTuple):
 
 
 class Workspace(NamedTuple):
-    """The buffers of a run of calls (``plan.workspace``)."""
+    """The buffers of a run of calls (``plan.workspace``); a buffer the
+    run's configuration does not use is None."""
     XT: np.ndarray           # explicit path: X transposed (all rows, or a gathered batch)
     YT: np.ndarray
     X_batch: np.ndarray      # GEMM path, gathered batches: the batch's rows

@@ -30,6 +30,12 @@ def step_kind(optimizer, momentum, epsilon_before_correction):
     return MOMENTUM if momentum != 0.0 else PLAIN
 
 
+def step_moments(kind):
+    """The moments a step kind keeps: none (PLAIN), m (MOMENTUM), m and v
+    (Adam); the others are None in the kernels' state and workspace."""
+    return 0 if kind == PLAIN else 1 if kind == MOMENTUM else 2
+
+
 @njit(**JIT_EXACT)
 def _step_sgd(p, g, lr):
     """p -= lr g."""

@@ -107,21 +107,23 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     rows = max(1, min(int(spec.batch_size), n))
     gather = bool(spec.shuffled)
     h, k = params.W1.shape[1], Y.shape[1]
-    ws = kernels.workspace(n, d, h, k, X.dtype, rows, workers, gather)
-    kernels.prepare(ws, X, Y, sample_weight, rows, gather)
-    gemm, parallel, single = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
     kind = kernels.step_kind(int(spec.optimizer), float(spec.momentum),
                              bool(spec.epsilon_before_correction))
+    moments = kernels.step_moments(kind)
+    ws = kernels.workspace(n, d, h, k, X.dtype, rows, workers, gather, moments)
+    kernels.prepare(ws, X, Y, sample_weight, rows, gather)
+    gemm, parallel, single = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
     train = kernels.trainer(int(spec.activation), kind, gemm, parallel, gather, single,
                             kernels.penalized(float(spec.alpha)))
     data = kernels.Rows(X, Y, sample_weight)
     params = Params(*params)
-    state = kernels.State(Params(*state.m), Params(*state.v), state.t)
+    # the moments the step does not keep are None: not unboxed, not compiled
+    state = kernels.State(Params(*state.m) if moments >= 1 else None,
+                          Params(*state.v) if moments == 2 else None, state.t)
     settings = kernels.Settings(
         float(spec.learning_rate), float(spec.power_t), float(spec.schedule_scale),
         float(spec.momentum), bool(spec.nesterov), float(spec.beta1), float(spec.beta2),
         float(spec.epsilon), float(spec.alpha), rows)
-    in_order = np.empty((0, 0), dtype=np.int64)
     full_cut = kernels.cut(rows, d, h, k, X.dtype.itemsize)
     cuts = {}       # an epoch's rows -> (cut of a full batch, cut of its last batch)
 
@@ -137,7 +139,7 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
                 raise ValueError(f"orders must have shape ({count}, m), 1 <= m <= {n}, "
                                  f"int64, C-contiguous, got {orders.shape}")
         else:
-            orders = in_order
+            orders = None
         if not _in_run(workers):
             with threads(workers):
                 return run(epoch0, start, count, orders)
