@@ -118,12 +118,18 @@ def test_same_random_state_is_bitwise_reproducible(backend, dtype):
 
 
 def test_import_is_lazy_and_compiles_nothing():
-    # scipy.special alone was 0.24 of the 0.38 s `import shallownet` took
+    # scipy.special alone was 0.24 of the 0.38 s `import shallownet` took,
+    # importlib.metadata (for __version__) 42 of the next 126 ms
     code = ("import sys; import shallownet; "
             "print('numba' in sys.modules, 'shallownet._cython_train' in sys.modules, "
-            "'scipy.special' in sys.modules)")
+            "'scipy.special' in sys.modules, 'importlib.metadata' in sys.modules); "
+            "print(shallownet.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False"]
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["False", "False", "False", "False"]
+    # read on first use, the installed distribution's version
+    from importlib.metadata import version
+    assert lines[1] == shallownet.__version__ == version("shallownet")
 
 
 def test_auto_picks_an_available_backend():
