@@ -78,6 +78,51 @@ def test_the_parallel_path_is_compiled_when_a_batch_has_several_chunks(tmp_path)
     assert got["gemm_tile"] == 0
 
 
+_GC_CODE = """
+import gc, json, numpy as np, shallownet
+from numba.core import dispatcher
+collector = []                 # whether the collector was on at each compile
+compile_ = dispatcher.Dispatcher.compile
+def compile(self, sig):
+    collector.append(gc.isenabled())
+    return compile_(self, sig)
+dispatcher.Dispatcher.compile = compile
+rng = np.random.default_rng(0)
+X = rng.normal(size=(300, 3)); y = rng.normal(size=300)
+w = rng.uniform(0.5, 2.0, size=300)
+out = {}
+epochs_on = []                 # whether it was on in the callbacks between epochs
+for name, fit in (("fit", {"callback": lambda *a: epochs_on.append(gc.isenabled())}),
+                  ("lbfgs", {"optimizer": "lbfgs"})):
+    shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, sample_weight=w, **fit)
+    out[name] = {"compiles": len(collector), "on_during": sum(collector), "on_after": gc.isenabled()}
+    collector.clear()
+out["epochs_on"] = epochs_on
+gc.disable()
+shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, activation="relu")
+out["user_disabled"] = {"compiles": len(collector), "on_after": gc.isenabled()}
+print(json.dumps(out))
+"""
+
+
+def test_kernels_compile_with_the_garbage_collector_paused(tmp_path):
+    # backends.numba.compiling: the collector is off while Numba compiles
+    # (its collections cost a first fit 3-14%), as it was in the epochs'
+    # callbacks and after
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    out = subprocess.run([sys.executable, "-c", _GC_CODE], env=env, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for name in ("fit", "lbfgs"):
+        assert got[name]["compiles"] >= 2, got       # the entry point and its kernels
+        assert got[name]["on_during"] == 0, got
+        assert got[name]["on_after"] is True, got
+    assert got["epochs_on"] == [True, True], got
+    assert got["user_disabled"]["compiles"] >= 1, got
+    assert got["user_disabled"]["on_after"] is False, got
+
+
 _AVX512_CODE = """
 import json
 from numba import njit, types

@@ -6,9 +6,10 @@ importing this module compiles nothing).
 """
 
 import ctypes
+import gc
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import metadata
 
 import numba
@@ -96,6 +97,26 @@ def _in_run(count):
     return getattr(_run, "count", None) == count
 
 
+@contextmanager
+def compiling():
+    """The cyclic garbage collector paused (if it was on) while a kernel may
+    compile, and back on after: Numba's compiler makes some 200k
+    short-lived objects in a first fit, and the collections they set off
+    cost it 3-14% of its time (docs/kernels.md, "Compiling on demand");
+    they are collected once the collector runs again. Only what can
+    compile is wrapped (a run's call with no epochs before its first, a
+    new evaluation, a weighted run's sums), so a fit's epochs and the
+    user's callbacks run with the collector as it was."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     """A callable ``run(epoch0, start, count, orders) -> finished`` that
     trains ``count`` epochs in one compiled call (see ``shallownet.backends``
@@ -111,7 +132,8 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
                              bool(spec.epsilon_before_correction))
     moments = kernels.step_moments(kind)
     ws = kernels.workspace(n, d, h, k, X.dtype, rows, workers, gather, moments)
-    kernels.prepare(ws, X, Y, sample_weight, rows, gather)
+    with compiling():           # weighted batches' sums compile on first use
+        kernels.prepare(ws, X, Y, sample_weight, rows, gather)
     gemm, parallel, single = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
     train = kernels.trainer(int(spec.activation), kind, gemm, parallel, gather, single,
                             kernels.penalized(float(spec.alpha)))
@@ -126,6 +148,7 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
         float(spec.epsilon), float(spec.alpha), rows)
     full_cut = kernels.cut(rows, d, h, k, X.dtype.itemsize)
     cuts = {}       # an epoch's rows -> (cut of a full batch, cut of its last batch)
+    compiled = []   # the run's types are fixed: only its first call may compile
 
     def run(epoch0, start, count, orders):
         # the checks the compiled code does not make (it trusts its input)
@@ -148,6 +171,12 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
             last = walked - (walked - 1) // rows * rows
             cuts[walked] = (full_cut, kernels.cut(last, d, h, k, X.dtype.itemsize))
         block = kernels.Epochs(int(epoch0), int(count), orders, losses, int(start), cuts[walked])
+        if not compiled:
+            # compile (or load) the kernel in a call with no epochs, which
+            # changes nothing; the epochs then run outside the pause
+            with compiling():
+                train(data, params, state, settings, block._replace(count=0), ws)
+            compiled.append(True)
         return train(data, params, state, settings, block, ws)
 
     return run
@@ -164,7 +193,8 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
     penalty = kernels.penalized(float(alpha))
     key = (n, d, h, k, X.dtype, count, int(activation_code), penalty)
     cached = getattr(_run, "evaluation", None)
-    if cached is None or cached[0] != key:
+    new = cached is None or cached[0] != key
+    if new:
         gemm, parallel, single = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
         ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False)
         cached = (key, kernels.evaluator(int(activation_code), gemm, parallel, single, penalty),
@@ -173,17 +203,20 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
         size = sum(a.nbytes for a in _arrays(ws))
         _run.evaluation = cached if size <= _KEEP_WORKSPACE_BYTES else None
     _, evaluate, ws, explicit, parallel, cut = cached
+    # a new evaluation's kernel may compile now
+    first = compiling() if new else nullcontext()
     # the thread count matters only to a parallel kernel: a serial one (every
     # small call) skips setting and restoring it (docs/kernels.md, "Threads")
     if parallel and not _in_run(count):
-        with threads(count):
+        with threads(count), first:
             return loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, count)
     if explicit:
         np.copyto(ws.XT, X.T)
         np.copyto(ws.YT, Y.T)
     grads = Params(*(np.empty_like(p) for p in params))
-    loss = evaluate(kernels.Rows(X, Y, sample_weight), Params(*params), float(alpha),
-                    kernels.weight_sum(sample_weight), cut, ws, grads)
+    with first:
+        loss = evaluate(kernels.Rows(X, Y, sample_weight), Params(*params), float(alpha),
+                        kernels.weight_sum(sample_weight), cut, ws, grads)
     return float(loss), grads
 
 
@@ -203,5 +236,6 @@ def apply_activation(z, activation_code):
     """``(g(z), g'(z))`` as the kernels compute them, for a C-contiguous 1-D ``z``."""
     g = np.empty_like(z)
     g_prime = np.empty_like(z)
-    kernels.activator(int(activation_code))(z, g, g_prime)
+    with compiling():
+        kernels.activator(int(activation_code))(z, g, g_prime)
     return g, g_prime
