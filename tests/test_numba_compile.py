@@ -95,7 +95,8 @@ epochs_on = []                 # whether it was on in the callbacks between epoc
 for name, fit in (("fit", {"callback": lambda *a: epochs_on.append(gc.isenabled())}),
                   ("lbfgs", {"optimizer": "lbfgs"})):
     shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, sample_weight=w, **fit)
-    out[name] = {"compiles": len(collector), "on_during": sum(collector), "on_after": gc.isenabled()}
+    out[name] = {"compiles": len(collector), "on_during": sum(collector),
+                 "on_after": gc.isenabled()}
     collector.clear()
 out["epochs_on"] = epochs_on
 gc.disable()
