@@ -118,7 +118,7 @@ class _Arena:
         self.at = 0
 
 
-def workspace(n, d, h, k, dtype, rows, n_threads, gather, moments=2):
+def workspace(n, d, h, k, dtype, rows, n_threads, gather, moments):
     """The buffers of a run of calls on n rows in batches of at most
     ``rows`` rows, allocated once (in Python: compiled code never
     allocates): per-worker tile buffers and per-chunk accumulators; the

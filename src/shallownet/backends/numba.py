@@ -196,7 +196,8 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
     new = cached is None or cached[0] != key
     if new:
         gemm, parallel, single = kernels.configure(n, d, h, k, X.dtype.itemsize, count)
-        ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False)
+        # no optimizer: no moments
+        ws = kernels.workspace(n, d, h, k, X.dtype, n, count, False, 0)
         cached = (key, kernels.evaluator(int(activation_code), gemm, parallel, single, penalty),
                   ws, gemm is None, parallel is not None,
                   kernels.cut(n, d, h, k, X.dtype.itemsize))
