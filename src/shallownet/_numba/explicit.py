@@ -12,7 +12,7 @@ over rows are in functions of their own with fastmath 'reassoc' (see
 from numba import njit
 
 from .activations import activation
-from .intrinsics import rows_view, wide_vectors
+from .intrinsics import row_segment, rows_view, segment, wide_vectors
 from .jit import JIT, JIT_ROW_SUM
 from .rows import residual
 
@@ -49,26 +49,26 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi):
         # z1_j accumulates in g over the first d - 1 features, in feature
         # order, four features a pass to spare loads and stores of g
         w = W1[0, j]
-        x = XT[0, r0:r0 + T]
+        x = row_segment(XT, 0, r0, T)
         for i in range(T):
             g[i] = bias + w * x[i]
         l = 1
         while l + 4 <= d - 1:
             w_a, w_b, w_c, w_d = W1[l, j], W1[l + 1, j], W1[l + 2, j], W1[l + 3, j]
-            x_a = XT[l, r0:r0 + T]
-            x_b = XT[l + 1, r0:r0 + T]
-            x_c = XT[l + 2, r0:r0 + T]
-            x_d = XT[l + 3, r0:r0 + T]
+            x_a = row_segment(XT, l, r0, T)
+            x_b = row_segment(XT, l + 1, r0, T)
+            x_c = row_segment(XT, l + 2, r0, T)
+            x_d = row_segment(XT, l + 3, r0, T)
             for i in range(T):
                 g[i] = (((g[i] + w_a * x_a[i]) + w_b * x_b[i]) + w_c * x_c[i]) + w_d * x_d[i]
             l += 4
         while l < d - 1:
             w = W1[l, j]
-            x = XT[l, r0:r0 + T]
+            x = row_segment(XT, l, r0, T)
             for i in range(T):
                 g[i] += w * x[i]
             l += 1
-    x = XT[d - 1, r0:r0 + T]
+    x = row_segment(XT, d - 1, r0, T)
     w = W1[d - 1, j]
     w2 = W2[j, 0]
     _forward_last(x, w, bias, wide, a, g, yhat[0], w2, code)
@@ -141,9 +141,9 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
     With one unit the second set of sums repeats the first and is dropped."""
     wide_vectors()
     d = XT.shape[0]
-    x0 = XT[0, r0:r0 + T]
-    dz_a = dz[:T]
-    dz_b = dz[T:2 * T] if units == 2 else dz_a
+    x0 = row_segment(XT, 0, r0, T)
+    dz_a = segment(dz, 0, T)
+    dz_b = segment(dz, T, T) if units == 2 else dz_a
     for u in range(units):
         sum_dz, sum_x0_dz = _dz_unit(x0, D, W2, j + u, A[j + u], G[j + u],
                                      dz_b if u else dz_a, grad_W2, wide, multi)
@@ -151,9 +151,9 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
         grad_W1[0, j + u] += sum_x0_dz
     l = 1
     while l + 3 <= d:
-        x_a = XT[l, r0:r0 + T]
-        x_b = XT[l + 1, r0:r0 + T]
-        x_c = XT[l + 2, r0:r0 + T]
+        x_a = row_segment(XT, l, r0, T)
+        x_b = row_segment(XT, l + 1, r0, T)
+        x_c = row_segment(XT, l + 2, r0, T)
         s_a0 = 0.0
         s_b0 = 0.0
         s_c0 = 0.0
@@ -178,7 +178,7 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
             grad_W1[l + 2, j + 1] += s_c1
         l += 3
     while l < d:
-        x = XT[l, r0:r0 + T]
+        x = row_segment(XT, l, r0, T)
         s_0 = 0.0
         s_1 = 0.0
         for i in range(T):
@@ -203,16 +203,16 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     G = rows_view(tiles.G[wk], h, T)        # g'(z1)
     A = rows_view(tiles.A[wk], h, T)        # a1
     R = rows_view(tiles.R[wk], k, T)        # yhat, then dL/dyhat
-    dz = tiles.dz[wk][:2 * T]
+    dz = segment(tiles.dz[wk], 0, 2 * T)
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
     for c in range(k):
         R[c, :] = b2[c]
     for j in range(h):
         _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R, tiles.wide, tiles.multi)
     loss = 0.0
-    w_t = w[r0:r0 + T]
+    w_t = segment(w, r0, T)
     for c in range(k):
-        loss_c, sum_D = residual(R[c], YT[c, r0:r0 + T], w_t, scale)
+        loss_c, sum_D = residual(R[c], row_segment(YT, c, r0, T), w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
     for pair in range((h + 1) // 2):

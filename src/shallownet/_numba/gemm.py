@@ -11,7 +11,7 @@ operands with cheaper copies (docs/kernels.md). Where this path is chosen:
 from numba import njit
 
 from .activations import activation, derivative64
-from .intrinsics import NO_TRANS, TRANS, flat, gemm, rows_view, wide_vectors
+from .intrinsics import NO_TRANS, TRANS, flat, gemm, rows_view, segment, wide_vectors
 from .jit import JIT, JIT_ROW_SUM, derivative_from_output
 from .rows import residual
 
@@ -135,7 +135,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     grad_W1T, grad_b1, grad_W2, grad_b2 = grads
     h, d = W1T.shape
     k = W2.shape[1]
-    X_t = X[r0:r0 + T]
+    X_t = segment(X, r0, T)
     G = rows_view(tiles.G[wk], h, T)        # z1 - b1, then g'(z1), then dL/dz1
     A = rows_view(tiles.A[wk], h, T)        # a1, then (k > 1) dL/da1
     R = rows_view(tiles.R[wk], k, T)        # yhat, then dL/dyhat
@@ -146,7 +146,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         R0[:] = b2[0]
         w2 = flat(W2)
         _activate_units_k1(G, b1, w2, R0, code)
-        loss, sum_D = residual(R0, Y[r0:r0 + T, 0], w[r0:r0 + T], scale)
+        loss, sum_D = residual(R0, Y[r0:r0 + T, 0], segment(w, r0, T), scale)
         grad_b2[0] += sum_D
         _backward_units_k1_from_a(G, R0, w2, grad_b1, flat(grad_W2), code)
         _tile_dW1_product(X_t, G, grad_W1T, first)
@@ -164,7 +164,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     else:
         gemm(NO_TRANS, TRANS, T, k, h, A, T, W2, k, 1.0, R, T)          # R += (A^T W2)^T
     loss = 0.0
-    w_t = w[r0:r0 + T]
+    w_t = segment(w, r0, T)
     for c in range(k):
         loss_c, sum_D = residual(R[c], Y[r0:r0 + T, c], w_t, scale)
         loss += loss_c

@@ -44,16 +44,18 @@ def pow2_float32(typingctx, kd):
     return types.float32(types.float32), codegen
 
 
-def _view(context, builder, source_type, source, view_type, shape):
+def _view(context, builder, source_type, source, view_type, shape, offset=None):
     """A C-contiguous view of the array ``source`` with this shape (LLVM
-    values): the same data, meminfo and parent, no check."""
+    values), from its element ``offset`` (default 0): the same data, meminfo
+    and parent, no check."""
     src = context.make_array(source_type)(context, builder, source)
     view = context.make_array(view_type)(context, builder)
     itemsize = src.itemsize
     strides = [itemsize]
     for extent in reversed(shape[1:]):
         strides.insert(0, builder.mul(strides[0], extent))
-    populate_array(view, data=src.data, shape=shape, strides=strides, itemsize=itemsize,
+    data = src.data if offset is None else builder.gep(src.data, [offset], inbounds=True)
+    populate_array(view, data=data, shape=shape, strides=strides, itemsize=itemsize,
                    meminfo=src.meminfo, parent=src.parent)
     return impl_ret_borrowed(context, builder, view_type, view._getvalue())
 
@@ -91,6 +93,49 @@ def rows_view(typingctx, a, rows, cols):
                  context.cast(builder, args[2], signature.args[2], types.intp)]
         return _view(context, builder, signature.args[0], args[0], view_type, shape)
     return view_type(a, rows, cols), codegen
+
+
+@intrinsic
+def segment(typingctx, a, start, length):
+    """The view a[start:start + length] of the C-contiguous array a, along its
+    first axis (compiled code only, no check: the caller knows it lies in
+    a). A slice compiles Numba's clipping of its bounds at every site."""
+    if not (isinstance(a, types.Array) and a.layout == "C"
+            and isinstance(start, types.Integer) and isinstance(length, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a_type, start_type, length_type = signature.args
+        intp = types.intp
+        shape = cgutils.unpack_tuple(builder, context.make_array(a_type)(
+            context, builder, args[0]).shape, a_type.ndim)
+        offset = context.cast(builder, args[1], start_type, intp)
+        for extent in shape[1:]:
+            offset = builder.mul(offset, extent)
+        length = context.cast(builder, args[2], length_type, intp)
+        return _view(context, builder, a_type, args[0], a_type, [length] + shape[1:], offset)
+    return a(a, start, length), codegen
+
+
+@intrinsic
+def row_segment(typingctx, a, row, start, length):
+    """The 1-D view a[row, start:start + length] of the 2-D C-contiguous
+    array a (compiled code only, no check, as ``segment``)."""
+    if not (isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C"
+            and all(isinstance(t, types.Integer) for t in (row, start, length))):
+        return None
+    view_type = a.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, signature, args):
+        a_type, row_type, start_type, length_type = signature.args
+        intp = types.intp
+        cols = cgutils.unpack_tuple(builder, context.make_array(a_type)(
+            context, builder, args[0]).shape, 2)[1]
+        offset = builder.add(builder.mul(context.cast(builder, args[1], row_type, intp), cols),
+                             context.cast(builder, args[2], start_type, intp))
+        length = context.cast(builder, args[3], length_type, intp)
+        return _view(context, builder, a_type, args[0], view_type, [length], offset)
+    return view_type(a, row, start, length), codegen
 
 
 # The GEMMs of the wide layers call the Fortran dgemm/sgemm of
