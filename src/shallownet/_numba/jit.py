@@ -28,9 +28,8 @@ compiled function links and optimizes again the code of every compiled
 function it calls, so each level of calls adds to the compile time.
 """
 
-import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic
 
 # Kernels are called from compiled code only, so none gets the wrapper
 # that calls it from Python (nor the C-callable one): lowering and
@@ -54,28 +53,33 @@ def entry(options):
     return dict(options, no_cpython_wrapper=False)
 
 
-def like(x, a):
-    """The scalar x converted to the dtype of the array a (compiled code only)."""
-    return a.dtype.type(x)
+# like and derivative_from_output are intrinsics, not overloads: an
+# overload's implementation is compiled as a function of its own for each
+# signature, an intrinsic emits its few instructions in place.
+
+@intrinsic
+def like(typingctx, x, a):
+    """The scalar x converted to the dtype of the array a, as ``a.dtype.type(x)``
+    (compiled code only)."""
+    if not (isinstance(a, types.Array) and isinstance(x, types.Number)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], signature.return_type)
+    return a.dtype(x, a), codegen
 
 
-@overload(like)
-def _like(x, a):
-    if a.dtype == types.float32:
-        return lambda x, a: np.float32(x)
-    return lambda x, a: np.float64(x)
-
-
-def derivative_from_output(a):
+@intrinsic
+def derivative_from_output(typingctx, a):
     """True where g'(z) is computed from a1 = g(z) alone, exactly as the
     activation computes it: float64 (tanh 1 - a^2, sigmoid a (1 - a), relu
     and identity by sign). Not float32, whose tanh and sigmoid derivatives
-    keep their accuracy near saturation with terms a1 does not hold."""
-    return a.dtype == np.float64
+    keep their accuracy near saturation with terms a1 does not hold.
+    (Compiled code only; a constant.)"""
+    if not isinstance(a, types.Array):
+        return None
+    value = a.dtype == types.float64
 
-
-@overload(derivative_from_output)
-def _derivative_from_output(a):
-    if a.dtype == types.float64:
-        return lambda a: True
-    return lambda a: False
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, value)
+    return types.boolean(a), codegen
