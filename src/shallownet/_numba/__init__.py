@@ -1,8 +1,8 @@
 """The Numba kernels of shallownet (design: docs/kernels.md; semantics:
 docs/training.md), by concern:
 
-- ``jit``: compiler flags, dtype helpers, ``choose`` (compile-time dispatch)
-- ``intrinsics``: bit casts, BLAS GEMM by symbol, prefetch
+- ``jit``: compiler flags, dtype helpers (``like``, ``derivative_from_output``)
+- ``intrinsics``: bit casts, unchecked views, BLAS GEMM by symbol, prefetch
 - ``activations``: g and g' in float64 and float32, one dispatch
 - ``rows``: residual, weight sums and gathers, sums of squares
 - ``explicit`` and ``gemm``: the two kinds of tile
