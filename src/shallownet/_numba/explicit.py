@@ -81,33 +81,38 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi):
 
 
 @njit(inline="always", **JIT_ROW_SUM)
-def _dz_unit(x0, D, W2, j, a, g, dz, grad_W2, keep, multi):
-    """dz = (sum_c D[c] W2[j, c]) g for unit j (kept in dz unless ``keep``
-    is None, or if ``multi``: k > 1), grad_W2[j, c] += sum a D[c]; returns
-    (sum dz, sum x0 dz)."""
-    k = W2.shape[1]
-    D0 = D[0]
-    w2 = W2[j, 0]
+def _dz_unit(x0, D0, w2, a, g, dz, keep):
+    """k = 1: dz = w2 D0 g for one unit (kept in dz unless ``keep`` is
+    None); returns (sum dz, sum x0 dz, sum a D0)."""
     sum_dz = 0.0
     sum_x0_dz = 0.0
-    if multi is None:
-        sum_a_D0 = 0.0
-        if keep is not None:
-            for i in range(x0.shape[0]):
-                dzi = (w2 * D0[i]) * g[i]
-                dz[i] = dzi
-                sum_dz += dzi
-                sum_x0_dz += x0[i] * dzi
-                sum_a_D0 += a[i] * D0[i]
-        else:
-            # d = 1: no other feature's sum reads dz again
-            for i in range(x0.shape[0]):
-                dzi = (w2 * D0[i]) * g[i]
-                sum_dz += dzi
-                sum_x0_dz += x0[i] * dzi
-                sum_a_D0 += a[i] * D0[i]
-        grad_W2[j, 0] += sum_a_D0
-        return sum_dz, sum_x0_dz
+    sum_a_D0 = 0.0
+    if keep is not None:
+        for i in range(x0.shape[0]):
+            dzi = (w2 * D0[i]) * g[i]
+            dz[i] = dzi
+            sum_dz += dzi
+            sum_x0_dz += x0[i] * dzi
+            sum_a_D0 += a[i] * D0[i]
+    else:
+        # d = 1: no other feature's sum reads dz again
+        for i in range(x0.shape[0]):
+            dzi = (w2 * D0[i]) * g[i]
+            sum_dz += dzi
+            sum_x0_dz += x0[i] * dzi
+            sum_a_D0 += a[i] * D0[i]
+    return sum_dz, sum_x0_dz, sum_a_D0
+
+
+@njit(inline="always", **JIT_ROW_SUM)
+def _dz_unit_multi(x0, D, W2, j, a, g, dz, grad_W2):
+    """k > 1: dz = (sum_c D[c] W2[j, c]) g for unit j, kept in dz,
+    grad_W2[j, c] += sum a D[c]; returns (sum dz, sum x0 dz)."""
+    k = W2.shape[1]
+    sum_dz = 0.0
+    sum_x0_dz = 0.0
+    w2 = W2[j, 0]
+    D0 = D[0]
     for i in range(x0.shape[0]):
         dz[i] = w2 * D0[i]
     for c in range(1, k):
@@ -145,8 +150,15 @@ def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad
     dz_a = segment(dz, 0, T)
     dz_b = segment(dz, T, T) if units == 2 else dz_a
     for u in range(units):
-        sum_dz, sum_x0_dz = _dz_unit(x0, D, W2, j + u, A[j + u], G[j + u],
-                                     dz_b if u else dz_a, grad_W2, wide, multi)
+        # the flag picks one of the two before they are inlined: only its
+        # IR is copied in (docs/kernels.md, "Compiling on demand")
+        if multi is None:
+            sum_dz, sum_x0_dz, sum_a_D0 = _dz_unit(x0, D[0], W2[j + u, 0], A[j + u], G[j + u],
+                                                   dz_b if u else dz_a, wide)
+            grad_W2[j + u, 0] += sum_a_D0
+        else:
+            sum_dz, sum_x0_dz = _dz_unit_multi(x0, D, W2, j + u, A[j + u], G[j + u],
+                                               dz_b if u else dz_a, grad_W2)
         grad_b1[j + u] += sum_dz
         grad_W1[0, j + u] += sum_x0_dz
     l = 1
