@@ -30,9 +30,10 @@ class Source(NamedTuple):
 
 class Tiles(NamedTuple):
     """Each worker's tile buffers, one row per worker: G and A (h x T), R
-    (k x T), dz (T, explicit loops only); and two flags of the shapes for
-    the explicit tiles, None or True (``jit``): ``wide`` d > 1, ``multi``
-    k > 1, so that a tile compiles the loops of its own case only."""
+    (k x T), dz (2 T, two units' worth; explicit loops only); and two flags
+    of the shapes for the explicit tiles, None or True (``jit``): ``wide``
+    d > 1, ``multi`` k > 1, so that a tile compiles the loops of its own
+    case only."""
     G: np.ndarray
     A: np.ndarray
     R: np.ndarray
