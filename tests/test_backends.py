@@ -265,6 +265,38 @@ def test_numba_thread_count_is_set_for_the_fit_and_restored():
     assert np.isfinite(loss) and numba.get_num_threads() == before
 
 
+def test_numba_row_views_are_the_slices_they_replace():
+    # the tiles take their rows through intrinsics.segment and row_segment,
+    # not slices: the same elements, as views (a write reaches the array)
+    pytest.importorskip("numba")
+    from numba import njit
+
+    from shallownet._numba.intrinsics import row_segment, segment
+
+    @njit
+    def views(a3, a2, a1, start, row):
+        return (segment(a3, start, 2), segment(a2, start, 3), segment(a1, start, 4),
+                row_segment(a2, row, start, 2))
+
+    a3 = np.arange(60.0).reshape(5, 4, 3)
+    a2 = np.arange(36, dtype=np.float32).reshape(6, 6)
+    a1 = np.arange(10, dtype=np.int64)
+    # (the caller keeps a segment inside its array: no slice clipping to compare)
+    for start, row in [(0, 0), (1, 3), (3, 5)]:
+        got = views(a3, a2, a1, start, row)
+        want = (a3[start:start + 2], a2[start:start + 3], a1[start:start + 4],
+                a2[row, start:start + 2])
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and g.shape == w.shape and g.strides == w.strides
+            np.testing.assert_array_equal(g, w)
+    s3, s2, s1, r = views(a3, a2, a1, 1, 3)
+    s3[1, 2, 0] = -1.0
+    s2[2, 5] = -2.0
+    s1[3] = -3
+    r[1] = -4.0
+    assert a3[2, 2, 0] == -1.0 and a2[3, 5] == -2.0 and a1[4] == -3 and a2[3, 2] == -4.0
+
+
 # Fits whose batches end in a partial block of 32 samples, in one chunk and in
 # several (chunks of multiples of 8 rows): (n, d, h, k, options)
 _ISA_CASES = [(517, 3, 16, 1, {}), (77, 1, 5, 2, {}), (4100, 5, 8, 1, {}),
