@@ -297,6 +297,46 @@ def test_numba_row_views_are_the_slices_they_replace():
     assert a3[2, 2, 0] == -1.0 and a2[3, 5] == -2.0 and a1[4] == -3 and a2[3, 2] == -4.0
 
 
+def test_numba_min_max_and_zero_intrinsics_match_numba():
+    # intrinsics.smaller, larger and zero replace min(), max() and a zeroing
+    # loop in the kernels: the same values as Numba's min and max, NaN
+    # operands and signed zeros included (bit for bit), and every element 0
+    pytest.importorskip("numba")
+    from numba import njit
+
+    from shallownet._numba.intrinsics import larger, smaller, zero
+
+    @njit
+    def ours(a, b):
+        return smaller(a, b), larger(a, b)
+
+    @njit
+    def numbas(a, b):
+        return min(a, b), max(a, b)
+
+    values = [0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, np.nan, 20.0]
+    for dtype in (np.float64, np.float32):
+        for a in values:
+            for b in values:
+                got = ours(dtype(a), dtype(b))
+                want = numbas(dtype(a), dtype(b))
+                for g, w in zip(got, want):
+                    assert dtype(g).tobytes() == dtype(w).tobytes(), (a, b)
+    for a, b in [(3, 7), (7, 3), (-1, 0), (2, 2)]:
+        assert ours(a, b) == numbas(a, b) == (min(a, b), max(a, b))
+    assert ours(2, np.int64(5)) == (2, 5)
+
+    @njit
+    def zeroed(a):
+        zero(a)
+
+    for a in (np.arange(1.0, 8.0), np.arange(1, 5, dtype=np.float32), np.arange(1, 6)):
+        zeroed(a)
+        assert not a.any() and not np.signbit(a).any()
+    empty = np.empty(0)
+    zeroed(empty)
+
+
 # Fits whose batches end in a partial block of 32 samples, in one chunk and in
 # several (chunks of multiples of 8 rows): (n, d, h, k, options)
 _ISA_CASES = [(517, 3, 16, 1, {}), (77, 1, 5, 2, {}), (4100, 5, 8, 1, {}),

@@ -2,7 +2,8 @@
 docs/training.md), by concern:
 
 - ``jit``: compiler flags, dtype helpers (``like``, ``derivative_from_output``)
-- ``intrinsics``: bit casts, unchecked views, BLAS GEMM by symbol, prefetch
+- ``intrinsics``: bit casts, unchecked views, BLAS GEMM by symbol, prefetch,
+  min and max, zeroing
 - ``activations``: g and g' in float64 and float32, one dispatch
 - ``rows``: residual, weight sums and gathers, sums of squares
 - ``explicit`` and ``gemm``: the two kinds of tile

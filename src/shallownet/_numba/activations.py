@@ -13,7 +13,7 @@ from numba.core import errors
 from numba.extending import overload
 
 from .._activations import IDENTITY, RELU, SIGMOID, TANH
-from .intrinsics import bits_float64, float64_bits, pow2_float32, wide_vectors
+from .intrinsics import bits_float64, float64_bits, larger, pow2_float32, smaller, wide_vectors
 from .jit import JIT
 
 # ---------------------------------------------------------------- activations
@@ -69,7 +69,7 @@ def _exp_parts(x):
 def _tanh(z):
     """sign(z) e / (e + 2), e = expm1(2|z|) = U / D with exp(r) the [6/6] Pade
     approximant (E + r O) / (E - r O): one division for both (docs/kernels.md)."""
-    kd, r = _reduce(2.0 * min(abs(z), 20.0))
+    kd, r = _reduce(2.0 * smaller(abs(z), 20.0))
     r2 = r * r
     E = 1.0 + r2 * (_P2 + r2 * (_P4 + r2 * _P6))
     O2 = 1.0 + r2 * (_Q2 + r2 * _Q4)          # 2 O
@@ -87,7 +87,7 @@ def _tanh(z):
 
 @njit(inline="always", **JIT)
 def _sigmoid(z):
-    s, p = _exp_parts(min(max(-z, -708.0), 708.0))
+    s, p = _exp_parts(smaller(larger(-z, -708.0), 708.0))
     # 1 + exp(-z) = (1 + s) + s*p: 1 + s is exact (or s when 1 is below its
     # rounding), so the denominator is rounded once, in the FMA
     return 1.0 / ((1.0 + s) + s * p)
@@ -123,7 +123,7 @@ def _reduce32(x):
 def _tanh32(z):
     """(tanh(z), 1 - tanh(z)^2) as _tanh with the [3/3] Pade approximant of
     exp(r); g' = q (2 - q) where |tanh| > 1/2 keeps its relative accuracy."""
-    kd, r = _reduce32(_TWO_F * min(abs(z), _TANH_SATURATE_F))
+    kd, r = _reduce32(_TWO_F * smaller(abs(z), _TANH_SATURATE_F))
     r2 = r * r
     E = _ONE_F + r2 * _P2_F
     N = r * (_ONE_F + r2 * _Q2_F)           # 2 r O
@@ -143,7 +143,7 @@ def _tanh32(z):
 def _sigmoid32(z):
     """(sigmoid(z), e sigmoid(z)^2) with e = exp(-z), Taylor to degree 7;
     below z = -88 sigmoid is 1 / (1 + exp(88)) ~ 6e-39."""
-    kd, r = _reduce32(min(max(-z, _EXP_MIN_F), _EXP_MAX_F))
+    kd, r = _reduce32(smaller(larger(-z, _EXP_MIN_F), _EXP_MAX_F))
     q = _C6_F + r * _C7_F
     q = _C5_F + r * q
     q = _C4_F + r * q

@@ -11,10 +11,10 @@ from numba import njit, prange
 
 from .explicit import tile_explicit
 from .gemm import tile_gemm
-from .intrinsics import flat, rows_view, wide_vectors
+from .intrinsics import flat, rows_view, smaller, wide_vectors, zero
 from .jit import JIT, like
 from .records import Params
-from .rows import add_scaled, gather, sum_chunks, sum_squares, zero
+from .rows import add_scaled, gather, sum_chunks, sum_squares
 
 
 # Numba inlines a function (inline="always") with the functions inlined in
@@ -35,7 +35,7 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     wide_vectors()
     chunk_rows, tile_rows = cut[1], cut[2]
     begin = row0 + c * chunk_rows
-    end = min(row0 + m, begin + chunk_rows)
+    end = smaller(row0 + m, begin + chunk_rows)
     if source is not None:
         # into the path's layout: transposed for the explicit loops
         gather(source, begin, end, gemm is None)
@@ -50,7 +50,7 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     zero(grads.b2)
     loss = 0.0
     for r0 in range(begin, end, tile_rows):
-        T = min(tile_rows, end - r0)
+        T = smaller(tile_rows, end - r0)
         if gemm is None:
             loss += tile_explicit(rows, r0, T, params, code, scale, r0 == begin, tiles, wk,
                                   grads)
@@ -102,7 +102,7 @@ def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, cut,
     # and reduced in chunk order)
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
     if parallel is not None and n_chunks > 1:
-        _chunks_prange(gemm, code, min(tiles.G.shape[0], n_chunks), row0, m, cut, rows,
+        _chunks_prange(gemm, code, smaller(tiles.G.shape[0], n_chunks), row0, m, cut, rows,
                        source, params, scale, tiles, chunks)
     else:
         # one chunk runs without a parallel region: its start-up would

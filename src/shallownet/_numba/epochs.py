@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .batch import gradients
-from .intrinsics import wide_vectors
+from .intrinsics import smaller, wide_vectors
 from .jit import JIT, entry, like
 from .records import Params, Rows, Source, State
 from .rows import gather_weights, transpose_into
@@ -104,7 +104,7 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
             epoch_weight = 0.0
             for batch in range(n_batches):
                 first = batch * rows
-                m = min(rows, walked - first)
+                m = smaller(rows, walked - first)
                 cut = full_cut if m == rows else last_cut
                 if gather is not None:
                     order = orders[epoch, first:first + m]

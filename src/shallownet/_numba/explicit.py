@@ -12,7 +12,7 @@ over rows are in functions of their own with fastmath 'reassoc' (see
 from numba import njit
 
 from .activations import activation
-from .intrinsics import row_segment, rows_view, segment, wide_vectors
+from .intrinsics import row_segment, rows_view, segment, smaller, wide_vectors
 from .jit import JIT, JIT_ROW_SUM
 from .rows import residual
 
@@ -229,7 +229,7 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         grad_b2[c] += sum_D
     for pair in range((h + 1) // 2):
         j = 2 * pair
-        _backward_units(XT, r0, T, W2, j, min(2, h - j), R, A, G, dz, grad_W1, grad_b1, grad_W2,
-                        tiles.wide, tiles.multi)
+        _backward_units(XT, r0, T, W2, j, smaller(2, h - j), R, A, G, dz, grad_W1, grad_b1,
+                        grad_W2, tiles.wide, tiles.multi)
     return loss
 

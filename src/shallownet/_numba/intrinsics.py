@@ -1,4 +1,7 @@
-"""LLVM-level helpers of the Numba kernels: bit casts, views, BLAS GEMM, prefetch, vector width."""
+"""LLVM-level helpers of the Numba kernels: bit casts, views, BLAS GEMM,
+prefetch, vector width, min and max, zeroing."""
+
+import operator
 
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
@@ -226,3 +229,50 @@ def wide_vectors(typingctx):
         set.add(builder.function.attributes, '"prefer-vector-width"="512"')
         return context.get_dummy_value()
     return types.none(), codegen
+
+
+# min and max of two numbers as one select, in place: Numba's min() and
+# max() are overloads, each compiled as a function of its own for every
+# signature (and written as conditional expressions they added blocks to
+# every inlined copy; docs/kernels.md, "Compiling on demand").
+
+def _select(typingctx, a, b, op):
+    if not (isinstance(a, types.Number) and isinstance(b, types.Number)):
+        return None
+    ty = typingctx.unify_types(a, b)
+    if ty is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        x = context.cast(builder, args[0], signature.args[0], ty)
+        y = context.cast(builder, args[1], signature.args[1], ty)
+        # as Numba's min and max: b if (b op a) else a, so a NaN in b gives a
+        before = context.get_function(op, types.boolean(ty, ty))(builder, (y, x))
+        return builder.select(before, y, x)
+    return ty(a, b), codegen
+
+
+@intrinsic
+def smaller(typingctx, a, b):
+    """min(a, b) of two numbers, with the same result as Numba's min."""
+    return _select(typingctx, a, b, operator.lt)
+
+
+@intrinsic
+def larger(typingctx, a, b):
+    """max(a, b) of two numbers, with the same result as Numba's max."""
+    return _select(typingctx, a, b, operator.gt)
+
+
+@intrinsic
+def zero(typingctx, a):
+    """a = 0 for a C-contiguous array of numbers: one memset (all bits 0
+    is +0 in every integer and IEEE float type), no loop to compile."""
+    if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(a.dtype, types.Number)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        cgutils.memset(builder, array.data, builder.mul(array.nitems, array.itemsize), 0)
+        return context.get_dummy_value()
+    return types.none(a), codegen

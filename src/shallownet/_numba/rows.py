@@ -115,22 +115,15 @@ def gather(source, begin, end, transposed):
                 Y_to[i, c] = Y[r, c]
 
 
-# Zeroing and sums of whole arrays as loops on 1-D views: an array
-# assignment or in-place add would compile NumPy's shape check and its
-# error message (~3 s of compile time) for shapes that are right by
-# construction; the views come from intrinsics.flat, with no check. They are
-# compiled on their own, once for every dtype: inlined (Numba IR), their
-# loops were a quarter of the epoch loop's code, and Numba copies the IR
-# of an inlined function once a block (with every variable of it), which
-# made inlining the batch into the epoch loop cost twice as much.
-
-@njit(**JIT_EXACT)
-def zero(a):
-    """a = 0 for a 1-D array."""
-    wide_vectors()
-    for i in range(a.shape[0]):
-        a[i] = 0
-
+# Sums of whole arrays as loops on 1-D views: an array assignment or
+# in-place add would compile NumPy's shape check and its error message
+# (~3 s of compile time) for shapes that are right by construction; the
+# views come from intrinsics.flat, with no check. They are compiled on their
+# own, once for every dtype: inlined (Numba IR), their loops were a quarter
+# of the epoch loop's code, and Numba copies the IR of an inlined function
+# once a block (with every variable of it), which made inlining the batch
+# into the epoch loop cost twice as much. (Zeroing is a memset:
+# ``intrinsics.zero``.)
 
 @njit(**JIT_EXACT)
 def sum_chunks(dst, parts, n):
