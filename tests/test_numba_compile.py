@@ -22,7 +22,7 @@ rng = np.random.default_rng(0)
 X = rng.normal(size=({n}, {d})); y = rng.normal(size={n})
 shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, **{fit})
 def count(f):
-    return len(f.signatures)
+    return len(f.dispatcher.signatures)
 print(json.dumps({{
     "explicit_tile": count(explicit._forward_unit),
     "gemm_tile": count(gemm._backward_units_k1) + count(gemm._backward_units_k1_from_a)
@@ -38,13 +38,18 @@ print(json.dumps({{
 """
 
 
-def _compiled(tmp_path, n, d, fit):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    code = textwrap.dedent(_REPORT.format(n=n, d=d, fit=fit))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+def _child(code, cache, *args, **env):
+    """Run code in a fresh interpreter with the Numba cache ``cache``; its
+    last line of output, read as JSON."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), **env)
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
                          text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _compiled(tmp_path, n, d, fit):
+    return _child(textwrap.dedent(_REPORT.format(n=n, d=d, fit=fit)), tmp_path / "numba-cache")
 
 
 def test_a_default_fit_compiles_only_its_own_path(tmp_path):
@@ -110,13 +115,11 @@ def test_kernels_compile_with_the_garbage_collector_paused(tmp_path):
     # backends.numba.compiling: the collector is off while Numba compiles
     # (its collections cost a first fit 3-14%), as it was in the epochs'
     # callbacks and after
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    out = subprocess.run([sys.executable, "-c", _GC_CODE], env=env, capture_output=True,
-                         text=True, timeout=HANG_GUARD)
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _child(_GC_CODE, tmp_path / "numba-cache")
+    assert got["fit"]["compiles"] >= 2, got          # the entry point and its kernels
+    # the evaluation compiles its entry point only: the batch below it is the fit's
+    assert got["lbfgs"]["compiles"] >= 1, got
     for name in ("fit", "lbfgs"):
-        assert got[name]["compiles"] >= 2, got       # the entry point and its kernels
         assert got[name]["on_during"] == 0, got
         assert got[name]["on_after"] is True, got
     assert got["epochs_on"] == [True, True], got
@@ -141,8 +144,8 @@ sigs = {
     "residual": (v1, v1, v1, types.float64),
     "unmarked": (types.float64, v1, v1),
 }
-funcs = {"backward_units": explicit._backward_units, "residual": rows.residual,
-         "unmarked": unmarked}
+funcs = {"backward_units": explicit._backward_units.dispatcher,
+         "residual": rows.residual.dispatcher, "unmarked": unmarked}
 out = {}
 for name, f in funcs.items():
     f.compile(sigs[name])      # compiled, never run: this host may lack AVX-512
@@ -159,14 +162,87 @@ def test_kernels_use_512_bit_vectors_for_an_avx512_cpu(tmp_path):
     # kernels are compiled for a Skylake-AVX512 target in a child process
     # (never run: this host may lack AVX-512); a loop without the request
     # keeps LLVM's 256-bit choice, so the process-wide settings are untouched.
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
-               NUMBA_CPU_NAME="skylake-avx512",
-               NUMBA_CPU_FEATURES="+avx512f,+avx512dq,+avx512bw,+avx512vl,+avx512cd,+avx2,+avx,"
-                                  "+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+sse4.1,+ssse3")
-    proc = subprocess.run([sys.executable, "-c", _AVX512_CODE], capture_output=True, text=True,
-                          env=env, timeout=HANG_GUARD)
-    assert proc.returncode == 0, proc.stderr
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    counts = _child(_AVX512_CODE, tmp_path / "numba-cache", NUMBA_CPU_NAME="skylake-avx512",
+                    NUMBA_CPU_FEATURES="+avx512f,+avx512dq,+avx512bw,+avx512vl,+avx512cd,+avx2,"
+                                       "+avx,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+sse4.1,+ssse3")
     assert counts["backward_units"]["zmm"] > 0, counts
     assert counts["residual"]["zmm"] > 0, counts
     assert counts["unmarked"]["zmm"] == 0 and counts["unmarked"]["ymm"] > 0, counts
+
+
+def test_every_kernel_is_found_again_by_its_home():
+    # a cached caller loads its callees by (module, name) before it loads
+    # itself (calls._Callee): each kernel must be that module's attribute
+    import importlib
+
+    import shallownet._numba as package
+
+    kernels = []
+    for module_name in ("activations", "batch", "epochs", "explicit", "gemm", "rows", "steps"):
+        module = importlib.import_module(f"{package.__name__}.{module_name}")
+        kernels += [obj for obj in vars(module).values() if hasattr(obj, "home")]
+    assert len({id(k) for k in kernels}) >= 15
+    for k in kernels:
+        module, name = k.home
+        assert getattr(importlib.import_module(module), name) is k, k.home
+        assert k.dispatcher.py_func.__module__ == module
+
+
+_LINKING_CODE = """
+import gc, json, numpy as np, shallownet
+from numba.core.registry import CPUDispatcher
+rng = np.random.default_rng(0)
+X = rng.normal(size=(1000, 3)); y = rng.normal(size=1000)
+shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, hidden=16, n_threads=1)
+out = {}
+for f in gc.get_objects():
+    if isinstance(f, CPUDispatcher) and f.py_func.__name__ in ("train", "chunk"):
+        (cres,) = f.overloads.values()
+        lines = cres.library.get_llvm_str().splitlines()
+        out[f.py_func.__name__] = {
+            what: sum(1 for l in lines if l.startswith(what) and "_forward_unit" in l)
+            for what in ("define", "declare")}
+print(json.dumps(out))
+"""
+
+
+def test_callers_call_the_tiles_without_a_copy_of_their_code(tmp_path):
+    # calls.kernel: the chunk declares the forward tile and calls it by
+    # symbol, where Numba would have linked and compiled its code once more
+    got = _child(_LINKING_CODE, tmp_path / "numba-cache")
+    assert got["chunk"] == {"define": 0, "declare": 1}, got
+    assert got["train"] == {"define": 0, "declare": 0}, got
+
+
+_CACHED_CODE = """
+import hashlib, json, sys, numpy as np
+from numba import njit
+# compile other functions first: Numba numbers a process's compiled functions,
+# so a kernel compiled again here gets another symbol than its cached callers call
+for i in range(int(sys.argv[1])):
+    njit(lambda x: x + 1)(i)
+import shallownet
+from shallownet._numba import calls
+rng = np.random.default_rng(0)
+X = rng.normal(size=(1000, 3)); y = rng.normal(size=1000)
+m = shallownet.fit(X, y, backend="numba", epochs=3, random_state=0, hidden=16, n_threads=1)
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in m.params))
+print(json.dumps({"hash": digest.hexdigest(), "forwarders": len(calls._forwarders)}))
+"""
+
+
+def test_a_cached_fit_loads_its_kernels_even_when_one_was_compiled_again(tmp_path):
+    # calls._Callee: a cached caller first loads its callees; a callee whose
+    # cache entry is gone compiles again under another symbol, and a
+    # forwarder gives it the name the cached caller calls
+    cache = tmp_path / "numba-cache"
+    first = _child(_CACHED_CODE, cache, "0")
+    cached = _child(_CACHED_CODE, cache, "0")
+    assert cached == {"hash": first["hash"], "forwarders": 0}
+    removed = [p for p in cache.rglob("*") if p.is_file() and "_forward_unit" in p.name]
+    assert removed
+    for p in removed:
+        p.unlink()
+    again = _child(_CACHED_CODE, cache, "50")
+    assert again["hash"] == first["hash"]
+    assert again["forwarders"] >= 1, again

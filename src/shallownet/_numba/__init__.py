@@ -2,6 +2,7 @@
 docs/training.md), by concern:
 
 - ``jit``: compiler flags, dtype helpers (``like``, ``derivative_from_output``)
+- ``calls``: kernels calling one another by symbol, without linking
 - ``intrinsics``: bit casts, unchecked views, BLAS GEMM by symbol, prefetch,
   min and max, zeroing
 - ``activations``: g and g' in float64 and float32, one dispatch

@@ -13,6 +13,7 @@ from numba.core import errors
 from numba.extending import overload
 
 from .._activations import IDENTITY, RELU, SIGMOID, TANH
+from .calls import kernel
 from .intrinsics import bits_float64, float64_bits, larger, pow2_float32, smaller, wide_vectors
 from .jit import JIT
 
@@ -221,7 +222,7 @@ def _activation(z, code):
     return lambda z, code: form(z)
 
 
-@njit(**JIT)
+@kernel(JIT)
 def activate(z, a, g, code):
     """a[i] = g(z[i]), g[i] = g'(z[i]) for 1-D contiguous arrays of one dtype."""
     wide_vectors()

@@ -7,8 +7,9 @@ value is never compiled. ``cut`` is the batch's (n_chunks, chunk_rows,
 tile_rows), from ``plan`` in Python (``shallownet._numba.cut``).
 """
 
-from numba import njit, prange
+from numba import prange
 
+from .calls import kernel
 from .explicit import tile_explicit
 from .gemm import tile_gemm
 from .intrinsics import flat, rows_view, smaller, wide_vectors, zero
@@ -17,12 +18,11 @@ from .records import Params
 from .rows import add_scaled, gather, sum_chunks, sum_squares
 
 
-# Numba inlines a function (inline="always") with the functions inlined in
-# it, copying its IR once for every level, so the levels between the epoch
-# loop and the tiles are as few as their jobs allow: the chunk (compiled on
-# its own for the parallel loop too) and the batch (``gradients``).
+# The epoch loop, the batch, the chunk and the tiles' loops are each compiled
+# on their own and call one another by symbol (``calls``): each is optimized
+# once, and the chunk is shared by the serial and the parallel loop.
 
-@njit(inline="always", **JIT)
+@kernel(JIT)
 def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks,
           single, into):
     """Chunk c of the batch of m rows from row0, on worker wk's buffers: its
@@ -30,8 +30,6 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     or with ``single`` (the batch is this one chunk) into ``into``, tile by
     tile. A shuffled batch's chunk first gathers its own rows
     (``source``), in parallel with the others; rows in order pass None."""
-    # inlined, but into the body of a prange loop too, which Numba compiles
-    # as a function of its own: the attribute must reach that one as well
     wide_vectors()
     chunk_rows, tile_rows = cut[1], cut[2]
     begin = row0 + c * chunk_rows
@@ -59,13 +57,7 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     chunks.loss[c] = loss
 
 
-# chunk compiled on its own for the parallel loop's body: the loop body is
-# outlined into a function of its own anyway, and inlining chunk there would
-# type it a second time
-_chunk = njit(**JIT)(chunk.py_func)
-
-
-@njit(parallel=True, **JIT)
+@kernel(dict(JIT, parallel=True))
 def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, scale, tiles,
                    chunks):
     # one prange iteration per worker; a worker owns its buffers and a
@@ -73,15 +65,12 @@ def _chunks_prange(gemm, code, n_workers, row0, m, cut, rows, source, params, sc
     n_chunks = cut[0]
     for wk in prange(n_workers):
         for c in range(wk * n_chunks // n_workers, (wk + 1) * n_chunks // n_workers):
-            _chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks,
-                   None, None)
+            chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, chunks,
+                  None, None)
 
 
-# inlined (Numba IR) into its two callers, train and loss_and_gradients: as a
-# compiled function of its own it was optimized with every tile function
-# linked in and then again inside its caller, a third of a first fit's
-# compile time (docs/kernels.md, "Compiling on demand")
-@njit(inline="always", **JIT)
+# one compiled batch for both entry points, train and loss_and_gradients
+@kernel(JIT)
 def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, cut, weight,
               params, alpha, tiles, chunks, grads):
     """L_B and its gradients (into grads) at params for the batch of the m
@@ -106,10 +95,17 @@ def gradients(gemm, parallel, single, penalty, code, rows, source, row0, m, cut,
                        source, params, scale, tiles, chunks)
     else:
         # one chunk runs without a parallel region: its start-up would
-        # dominate a small batch; with ``single`` it adds into grads itself
-        # (one call site: each is a copy of the inlined tiles to compile)
-        for c in range(n_chunks):
-            chunk(gemm, code, c, 0, row0, m, cut, rows, source, params, scale, tiles, chunks,
+        # dominate a small batch. Worker c - c: an int64, as in the parallel
+        # loop (a literal 0 would compile the chunk once more), and without
+        # ``single`` the parallel loop's arguments: one chunk for both
+        if single is None:
+            for c in range(n_chunks):
+                chunk(gemm, code, c, c - c, row0, m, cut, rows, source, params, scale, tiles,
+                      chunks, None, None)
+        else:
+            # the batch is this one chunk (c = 0): it adds into grads itself
+            c = n_chunks - 1
+            chunk(gemm, code, c, c, row0, m, cut, rows, source, params, scale, tiles, chunks,
                   single, grads)
     if single is None:
         # reduce in chunk order: the same sums whatever the number of workers

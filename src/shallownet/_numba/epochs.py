@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from .batch import gradients
+from .calls import kernel
 from .intrinsics import smaller, wide_vectors
 from .jit import JIT, entry, like
 from .records import Params, Rows, Source, State
@@ -22,7 +23,7 @@ from .steps import (ADAM_STEP, MOMENTUM, PLAIN, adam_folded_step, adam_step, lea
                     momentum_step, plain_step, step_moments)
 
 
-@njit(**JIT)
+@kernel(JIT)
 def _copy_transposed(W1, m, v, W1_from, m_from, v_from):
     """W1 = W1_from^T, and as many of the optimizer's moments as it keeps
     (m and v are None where it keeps none): into the GEMM path's layout or

@@ -12,6 +12,7 @@ over rows are in functions of their own with fastmath 'reassoc' (see
 from numba import njit
 
 from .activations import activation
+from .calls import kernel
 from .intrinsics import row_segment, rows_view, segment, smaller, wide_vectors
 from .jit import JIT, JIT_ROW_SUM
 from .rows import residual
@@ -37,7 +38,7 @@ def _forward_last(x, w, bias, accumulate, a, g, yhat0, w2, code):
             yhat0[i] += w2 * ai
 
 
-@njit(**JIT)
+@kernel(JIT)
 def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi):
     """z1_j = X_t W1[:, j] + b1[j], a = g(z1_j), g = g'(z1_j); yhat += a W2[j, :].
     ``wide`` (d > 1) and ``multi`` (k > 1) are the tiles' flags (``records.Tiles``)."""
@@ -134,7 +135,7 @@ def _dz_unit_multi(x0, D, W2, j, a, g, dz, grad_W2):
     return sum_dz, sum_x0_dz
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide,
                     multi):
     """For hidden units j ... j + units - 1 (units 1 or 2): dz = (D W2[j]^T) g'

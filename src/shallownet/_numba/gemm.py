@@ -11,6 +11,7 @@ operands with cheaper copies (docs/kernels.md). Where this path is chosen:
 from numba import njit
 
 from .activations import activation, derivative64
+from .calls import kernel
 from .intrinsics import NO_TRANS, TRANS, flat, gemm, rows_view, segment, wide_vectors
 from .jit import JIT, JIT_ROW_SUM, derivative_from_output
 from .rows import residual
@@ -60,7 +61,7 @@ def _tile_dW1_product(X_t, G, grad_W1T, first):
     gemm(NO_TRANS, NO_TRANS, d, h, T, X_t, d, G, T, 0.0 if first else 1.0, grad_W1T, d)
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def _backward_units_k1(G, A, D, w2, grad_b1, grad_w2):
     """k = 1, a transposed tile: G := dL/dz1 = (D w2_j) g' row by row (row j
     is hidden unit j), grad_b1[j] += its sum, grad_w2[j] += sum a1 D."""
@@ -97,7 +98,7 @@ def _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, code):
         grad_w2[j] += sum_a_D
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def _backward_units_k1_from_a(G, D, w2, grad_b1, grad_w2, code):
     """As _backward_units_k1 with G holding a1 (_activate_units_k1): g' from
     a1, so the tile needs one h x T buffer, read and written twice, where
@@ -106,7 +107,7 @@ def _backward_units_k1_from_a(G, D, w2, grad_b1, grad_w2, code):
     _backward_units_k1_loop(G, D, w2, grad_b1, grad_w2, code)
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def _backward_units(G, A, grad_b1):
     """k > 1, a transposed tile: G := dL/dz1 = A g' (A holding dL/da1),
     grad_b1[j] += row j's sum."""
@@ -122,7 +123,7 @@ def _backward_units(G, A, grad_b1):
         grad_b1[j] += sum_dz
 
 
-@njit(**JIT)
+@kernel(JIT)
 def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     """One tile of the T rows from r0 of rows = (X, Y, w), with worker wk's
     buffers, W1 and its gradient transposed (h x d): adds the tile's

@@ -23,9 +23,9 @@ point per configuration, whose constants reach every kernel below it):
   it is passed to (and in every function inlined there), so the code behind
   the other value is never typed or compiled. (A branch on a literal
   integer or bool is not pruned: both sides would be compiled.)
-Functions between the epoch loop and the tiles are inlined (Numba IR): a
-compiled function links and optimizes again the code of every compiled
-function it calls, so each level of calls adds to the compile time.
+The kernels compiled on their own call one another by symbol
+(``calls.kernel``), so each is optimized once; small helpers are inlined in
+Numba IR (inline="always") into the kernel that uses them.
 """
 
 from numba import types

@@ -4,6 +4,7 @@ weight sums and gathers, sums of squares."""
 import numpy as np
 from numba import njit
 
+from .calls import kernel
 from .intrinsics import flat, prefetch, wide_vectors
 from .jit import JIT, JIT_EXACT, JIT_ROW_SUM, entry
 
@@ -15,7 +16,7 @@ from .jit import JIT, JIT_EXACT, JIT_ROW_SUM, entry
 PREFETCH_ROWS = 16
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def residual(yhat, y, w, scale):
     """yhat := dL/dyhat = (scale w_i) (yhat - y); returns
     (sum of w_i (yhat - y)^2, sum of dL/dyhat)."""
@@ -33,7 +34,7 @@ def residual(yhat, y, w, scale):
     return loss, sum_D
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def sum_squares(a):
     """sum a^2 over all of a, in float64."""
     wide_vectors()
@@ -45,7 +46,7 @@ def sum_squares(a):
     return s
 
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def add_scaled(grad, s, p):
     """grad += s * p (rounded as NumPy rounds it: no FMA)."""
     wide_vectors()
@@ -65,7 +66,7 @@ def weight_sum(w):
     return s
 
 
-@njit(**JIT_ROW_SUM)
+@kernel(JIT_ROW_SUM)
 def gather_weights(w, rows, w_batch):
     """w_batch[i] = w[rows[i]]; returns their sum in float64."""
     wide_vectors()
@@ -90,7 +91,7 @@ def _prefetch_row(X, Y, r):
     prefetch(Y, r * k)
 
 
-@njit(**JIT)
+@kernel(JIT)
 def gather(source, begin, end, transposed):
     """Rows order[i] of X and Y, for i in [begin, end), into row i of X_to
     and Y_to (the GEMM tiles' layout), or with ``transposed`` into column i
@@ -119,13 +120,10 @@ def gather(source, begin, end, transposed):
 # in-place add would compile NumPy's shape check and its error message
 # (~3 s of compile time) for shapes that are right by construction; the
 # views come from intrinsics.flat, with no check. They are compiled on their
-# own, once for every dtype: inlined (Numba IR), their loops were a quarter
-# of the epoch loop's code, and Numba copies the IR of an inlined function
-# once a block (with every variable of it), which made inlining the batch
-# into the epoch loop cost twice as much. (Zeroing is a memset:
-# ``intrinsics.zero``.)
+# own, once for every dtype (inlined in Numba IR, their loops had been a
+# quarter of the epoch loop's code). (Zeroing is a memset: ``intrinsics.zero``.)
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def sum_chunks(dst, parts, n):
     """dst = parts[0] + parts[1] + ... + parts[n - 1], added in that order
     (dst 1-D, parts 2-D: one row a chunk)."""
@@ -139,7 +137,7 @@ def sum_chunks(dst, parts, n):
             dst[i] += part[i]
 
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def transpose_into(dst, src):
     """dst = src^T for 2-D arrays."""
     wide_vectors()

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from .._options import ADAM
+from .calls import kernel
 from .intrinsics import flat, wide_vectors
 from .jit import JIT, JIT_EXACT, like
 from .records import AdamScalars
@@ -36,7 +37,7 @@ def step_moments(kind):
     return 0 if kind == PLAIN else 1 if kind == MOMENTUM else 2
 
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def _step_sgd(p, g, lr):
     """p -= lr g."""
     wide_vectors()
@@ -44,7 +45,7 @@ def _step_sgd(p, g, lr):
         p[i] -= lr * g[i]
 
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def _step_momentum(p, g, velocity, mu, lr, nesterov):
     """velocity = mu velocity - lr g; p += velocity, or with Nesterov p += mu velocity - lr g."""
     wide_vectors()
@@ -62,7 +63,7 @@ def _step_momentum(p, g, velocity, mu, lr, nesterov):
             p[i] += vi
 
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def _step_adam(p, g, m, v, c, folded):
     """m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2; then
     p -= lr (m / bias1) / (sqrt(v / bias2) + epsilon), or with ``folded``
@@ -86,7 +87,7 @@ def _step_adam(p, g, m, v, c, folded):
             p[i] -= (c.step * np.float64(mi)) / np.float64(np.sqrt(vi) + c.epsilon)
 
 
-@njit(**JIT_EXACT)
+@kernel(JIT_EXACT)
 def learning_rate(learning_rate, epoch, schedule_scale, power_t):
     """learning_rate / (epoch schedule_scale + 1) ** power_t in float64,
     rounded as the reference rounds it (no FMA)."""
