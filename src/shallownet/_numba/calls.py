@@ -109,9 +109,9 @@ def direct(dispatcher, name):
     return call
 
 
-def kernel(options, name=None):
+def kernel(options):
     """Decorator: ``njit(**options)``, called from other kernels by symbol
-    (``direct``); ``name``: its name in its module, if not the function's."""
+    (``direct``); the module must keep it under the function's name."""
     def wrap(py_func):
-        return direct(njit(**options)(py_func), name or py_func.__name__)
+        return direct(njit(**options)(py_func), py_func.__name__)
     return wrap
