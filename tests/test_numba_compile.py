@@ -139,8 +139,8 @@ def unmarked(a, x, y):   # a loop of the user's: LLVM's own choice of width
 
 v1, m2 = types.float64[::1], types.float64[:, ::1]
 sigs = {
-    "backward_units": (m2, types.int64, types.int64, m2, types.int64, types.int64, m2, m2, m2,
-                       v1, m2, v1, m2, types.boolean, types.none),
+    "backward_units": (m2, types.int64, types.int64, m2, m2, m2, m2, v1, m2, v1, m2,
+                       types.boolean, types.none),
     "residual": (v1, v1, v1, types.float64),
     "unmarked": (types.float64, v1, v1),
 }

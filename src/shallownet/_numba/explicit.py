@@ -135,72 +135,78 @@ def _dz_unit_multi(x0, D, W2, j, a, g, dz, grad_W2):
     return sum_dz, sum_x0_dz
 
 
+# The backward kernel loops over all hidden units: a call per pair passed
+# its ~85 words of arrays h / 2 times a tile (docs/kernels.md).
+
 @kernel(JIT_ROW_SUM)
-def _backward_units(XT, r0, T, W2, j, units, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide,
-                    multi):
-    """For hidden units j ... j + units - 1 (units 1 or 2): dz = (D W2[j]^T) g'
-    (``_dz_unit``), then the row sums grad_b1[j] += sum dz,
-    grad_W1[l, j] += sum X_t[:, l] dz, grad_W2[j, c] += sum a D[c]. Two
-    units at once share every load of X and dz among six sums (three
-    features x two units): on one thread at (100000, 10, 32) these loops
-    took 3.6 ms an epoch against 5.2 one unit at a time (docs/kernels.md).
-    With one unit the second set of sums repeats the first and is dropped."""
+def _backward_units(XT, r0, T, W2, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide, multi):
+    """For the hidden units two at a time, j and j + 1 (the last alone for
+    an odd h): dz = (D W2[j]^T) g' (``_dz_unit``), then the row sums
+    grad_b1[j] += sum dz, grad_W1[l, j] += sum X_t[:, l] dz,
+    grad_W2[j, c] += sum a D[c]. Two units at once share every load of X
+    and dz among six sums (three features x two units): on one thread at
+    (100000, 10, 32) these loops took 3.6 ms an epoch against 5.2 one unit
+    at a time (docs/kernels.md). With one unit the second set of sums
+    repeats the first and is dropped."""
     wide_vectors()
     d = XT.shape[0]
+    h = W2.shape[0]
     x0 = row_segment(XT, 0, r0, T)
     dz_a = segment(dz, 0, T)
-    dz_b = segment(dz, T, T) if units == 2 else dz_a
-    for u in range(units):
-        # the flag picks one of the two before they are inlined: only its
-        # IR is copied in (docs/kernels.md, "Compiling on demand")
-        if multi is None:
-            sum_dz, sum_x0_dz, sum_a_D0 = _dz_unit(x0, D[0], W2[j + u, 0], A[j + u], G[j + u],
-                                                   dz_b if u else dz_a, wide)
-            grad_W2[j + u, 0] += sum_a_D0
-        else:
-            sum_dz, sum_x0_dz = _dz_unit_multi(x0, D, W2, j + u, A[j + u], G[j + u],
-                                               dz_b if u else dz_a, grad_W2)
-        grad_b1[j + u] += sum_dz
-        grad_W1[0, j + u] += sum_x0_dz
-    l = 1
-    while l + 3 <= d:
-        x_a = row_segment(XT, l, r0, T)
-        x_b = row_segment(XT, l + 1, r0, T)
-        x_c = row_segment(XT, l + 2, r0, T)
-        s_a0 = 0.0
-        s_b0 = 0.0
-        s_c0 = 0.0
-        s_a1 = 0.0
-        s_b1 = 0.0
-        s_c1 = 0.0
-        for i in range(T):
-            p = dz_a[i]
-            q = dz_b[i]
-            s_a0 += x_a[i] * p
-            s_b0 += x_b[i] * p
-            s_c0 += x_c[i] * p
-            s_a1 += x_a[i] * q
-            s_b1 += x_b[i] * q
-            s_c1 += x_c[i] * q
-        grad_W1[l, j] += s_a0
-        grad_W1[l + 1, j] += s_b0
-        grad_W1[l + 2, j] += s_c0
-        if units == 2:
-            grad_W1[l, j + 1] += s_a1
-            grad_W1[l + 1, j + 1] += s_b1
-            grad_W1[l + 2, j + 1] += s_c1
-        l += 3
-    while l < d:
-        x = row_segment(XT, l, r0, T)
-        s_0 = 0.0
-        s_1 = 0.0
-        for i in range(T):
-            s_0 += x[i] * dz_a[i]
-            s_1 += x[i] * dz_b[i]
-        grad_W1[l, j] += s_0
-        if units == 2:
-            grad_W1[l, j + 1] += s_1
-        l += 1
+    for j in range(0, h, 2):
+        units = smaller(2, h - j)
+        dz_b = segment(dz, T, T) if units == 2 else dz_a
+        for u in range(units):
+            # the flag picks one of the two before they are inlined: only its
+            # IR is copied in (docs/kernels.md, "Compiling on demand")
+            if multi is None:
+                sum_dz, sum_x0_dz, sum_a_D0 = _dz_unit(x0, D[0], W2[j + u, 0], A[j + u],
+                                                       G[j + u], dz_b if u else dz_a, wide)
+                grad_W2[j + u, 0] += sum_a_D0
+            else:
+                sum_dz, sum_x0_dz = _dz_unit_multi(x0, D, W2, j + u, A[j + u], G[j + u],
+                                                   dz_b if u else dz_a, grad_W2)
+            grad_b1[j + u] += sum_dz
+            grad_W1[0, j + u] += sum_x0_dz
+        l = 1
+        while l + 3 <= d:
+            x_a = row_segment(XT, l, r0, T)
+            x_b = row_segment(XT, l + 1, r0, T)
+            x_c = row_segment(XT, l + 2, r0, T)
+            s_a0 = 0.0
+            s_b0 = 0.0
+            s_c0 = 0.0
+            s_a1 = 0.0
+            s_b1 = 0.0
+            s_c1 = 0.0
+            for i in range(T):
+                p = dz_a[i]
+                q = dz_b[i]
+                s_a0 += x_a[i] * p
+                s_b0 += x_b[i] * p
+                s_c0 += x_c[i] * p
+                s_a1 += x_a[i] * q
+                s_b1 += x_b[i] * q
+                s_c1 += x_c[i] * q
+            grad_W1[l, j] += s_a0
+            grad_W1[l + 1, j] += s_b0
+            grad_W1[l + 2, j] += s_c0
+            if units == 2:
+                grad_W1[l, j + 1] += s_a1
+                grad_W1[l + 1, j + 1] += s_b1
+                grad_W1[l + 2, j + 1] += s_c1
+            l += 3
+        while l < d:
+            x = row_segment(XT, l, r0, T)
+            s_0 = 0.0
+            s_1 = 0.0
+            for i in range(T):
+                s_0 += x[i] * dz_a[i]
+                s_1 += x[i] * dz_b[i]
+            grad_W1[l, j] += s_0
+            if units == 2:
+                grad_W1[l, j + 1] += s_1
+            l += 1
 
 
 @njit(inline="always", **JIT)
@@ -228,9 +234,7 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         loss_c, sum_D = residual(R[c], row_segment(YT, c, r0, T), w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
-    for pair in range((h + 1) // 2):
-        j = 2 * pair
-        _backward_units(XT, r0, T, W2, j, smaller(2, h - j), R, A, G, dz, grad_W1, grad_b1,
-                        grad_W2, tiles.wide, tiles.multi)
+    _backward_units(XT, r0, T, W2, R, A, G, dz, grad_W1, grad_b1, grad_W2, tiles.wide,
+                    tiles.multi)
     return loss
 
