@@ -812,19 +812,30 @@ cdef void _update(const Step *st, floating *p, const floating *g, floating *m, f
             p[i] = p[i] - lr * g[i]
 
 
+ctypedef struct Weights:
+    # the parameters a batch is evaluated at, typed as the call's floating type
+    const void *W1
+    const void *b1
+    const void *W2
+    const void *b2
+
+
 cdef double _batch(Plan *plan, sn_pool *pool, const floating *X, const floating *Y,
                    const floating *w,
                    const Rows *src, Py_ssize_t rows, double weight, double alpha,
-                   const floating *W1, const floating *b1,
-                   const floating *W2, const floating *b2,
+                   const Weights *params,
                    floating *scratch, floating *chunk_grads, double *chunk_loss,
                    floating *grad, bint finish) noexcept nogil:
     """The loss L_B of ``rows`` rows of weight sum ``weight`` (penalty
-    included) and, with ``finish``, its gradients (penalty included) into
-    ``grad``; without, the data term's gradients as _run_chunks leaves them,
-    for a training step to finish (_step)."""
+    included) at ``params`` and, with ``finish``, its gradients (penalty
+    included) into ``grad``; without, the data term's gradients as
+    _run_chunks leaves them, for a training step to finish (_step)."""
     cdef double loss
     cdef floating scale
+    cdef const floating *W1 = <const floating *> params.W1
+    cdef const floating *b1 = <const floating *> params.b1
+    cdef const floating *W2 = <const floating *> params.W2
+    cdef const floating *b2 = <const floating *> params.b2
     _set_rows(plan, rows)
     plan.two_over_w = 2.0 / weight
     loss = _run_chunks(plan, pool, X, Y, w, src, W1, b1, W2, b2, scratch, chunk_grads,
@@ -1012,8 +1023,10 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
     cdef const floating *Ys
     cdef const floating *ws_
     cdef Rows src
+    cdef Weights params
     src.order = NULL
     src.X, src.Y, src.w = X0, Y0, w0
+    params.W1, params.b1, params.W2, params.b2 = f.params[0], f.params[1], f.params[2], f.params[3]
     with nogil:
         for epoch in range(epochs):
             # the reference's dtype(learning_rate / (epoch schedule_scale + 1) ** power_t)
@@ -1044,9 +1057,7 @@ cdef Py_ssize_t _epochs(const floating *X0, Fit *f, _Workspace ws, const int64_t
                 if unit_weights:
                     ws_ = NULL
                 loss = _batch(&f.plan, &ws.pool, Xs, Ys, ws_, &src, rows, weight, f.alpha,
-                              <floating *> f.params[0], <floating *> f.params[1],
-                              <floating *> f.params[2], <floating *> f.params[3],
-                              scratch, chunk_grads, ws.chunk_loss, grad, False)
+                              &params, scratch, chunk_grads, ws.chunk_loss, grad, False)
                 if not isfinite(loss):
                     loss_curve[epoch] = loss
                     diverged = True
@@ -1134,6 +1145,7 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const floating *w = &sample_weight[0]
     cdef double loss, weight
     cdef Rows in_place
+    cdef Weights at
     in_place.order = NULL
     with nogil:
         if _all_ones(w, n):
@@ -1141,9 +1153,10 @@ def loss_and_gradients(const floating[:, ::1] X, const floating[:, ::1] Y,
             w = NULL
         else:
             weight = _weight_sum(w, n)
+        at.W1, at.b1, at.W2, at.b2 = &W1[0, 0], &b1[0], &W2[0, 0], &b2[0]
         loss = _batch(&plan, &ws.pool, &X[0, 0], &Y[0, 0], w, &in_place, n, weight, alpha,
-                      &W1[0, 0], &b1[0], &W2[0, 0], &b2[0], <floating *> ws.scratch,
-                      <floating *> ws.chunk_grads, ws.chunk_loss, grad, True)
+                      &at, <floating *> ws.scratch, <floating *> ws.chunk_grads,
+                      ws.chunk_loss, grad, True)
         for i in range(d * h):
             (&grad_W1[0, 0])[i] = grad[i]
         for i in range(h):
@@ -1198,13 +1211,15 @@ cdef double _packed_loss(PackedLoss self, const floating *x, floating *out,
     cdef floating s = <floating> scale
     cdef double loss
     cdef Rows in_place
+    cdef Weights at
     in_place.order = NULL
     with nogil:
+        # x is packed W1, W2, b1, b2
+        at.W1, at.b1, at.W2, at.b2 = x, x + dh + hk, x + dh, x + dh + hk + h
         loss = _batch(&self.plan, &self.ws.pool, <const floating *> self.X,
                       <const floating *> self.Y, <const floating *> self.w, &in_place, self.n,
-                      self.weight, self.alpha, x, x + dh + hk, x + dh, x + dh + hk + h,
-                      <floating *> self.ws.scratch, <floating *> self.ws.chunk_grads,
-                      self.ws.chunk_loss, grad, True)
+                      self.weight, self.alpha, &at, <floating *> self.ws.scratch,
+                      <floating *> self.ws.chunk_grads, self.ws.chunk_loss, grad, True)
         # grad is W1, b1, W2, b2; out is W1, W2, b1, b2
         for i in range(dh):
             out[i] = s * grad[i]
