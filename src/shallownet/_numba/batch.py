@@ -36,7 +36,7 @@ def chunk(gemm, code, c, wk, row0, m, cut, rows, source, params, scale, tiles, c
     end = smaller(row0 + m, begin + chunk_rows)
     if source is not None:
         # into the path's layout: transposed for the explicit loops
-        gather(source, begin, end, gemm is None)
+        gather(source, begin, end, gemm)
     if single is None:
         grads = Params(chunks.W1[c], chunks.b1[c], chunks.W2[c], chunks.b2[c])
     else:

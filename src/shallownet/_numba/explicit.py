@@ -14,7 +14,7 @@ from numba import njit
 from .activations import activation
 from .calls import kernel
 from .intrinsics import row_segment, rows_view, segment, smaller, wide_vectors
-from .jit import JIT, JIT_ROW_SUM
+from .jit import JIT, JIT_ROW_SUM, constant_flag
 from .rows import residual
 
 
@@ -224,17 +224,18 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     R = rows_view(tiles.R[wk], k, T)        # yhat, then dL/dyhat
     dz = segment(tiles.dz[wk], 0, 2 * T)
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
+    # the record's flags as constants, which the kernels prune by
+    wide, multi = constant_flag(tiles.wide), constant_flag(tiles.multi)
     for c in range(k):
         R[c, :] = b2[c]
     for j in range(h):
-        _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R, tiles.wide, tiles.multi)
+        _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R, wide, multi)
     loss = 0.0
     w_t = segment(w, r0, T)
     for c in range(k):
         loss_c, sum_D = residual(R[c], row_segment(YT, c, r0, T), w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
-    _backward_units(XT, r0, T, W2, R, A, G, dz, grad_W1, grad_b1, grad_W2, tiles.wide,
-                    tiles.multi)
+    _backward_units(XT, r0, T, W2, R, A, G, dz, grad_W1, grad_b1, grad_W2, wide, multi)
     return loss
 

@@ -21,8 +21,10 @@ point per configuration, whose constants reach every kernel below it):
 - the flags gemm, parallel and gather are None (off) or True (on): Numba
   prunes a branch ``if flag is None`` by the flag's type in every function
   it is passed to (and in every function inlined there), so the code behind
-  the other value is never typed or compiled. (A branch on a literal
-  integer or bool is not pruned: both sides would be compiled.)
+  the other value is never typed or compiled. The flag must arrive as an
+  argument of type none or a literal (a caller's constant): a plain bool,
+  as a record's field is, is not pruned by, nor is a comparison of a
+  literal's value; both sides would be compiled (``constant_flag``).
 The kernels compiled on their own call one another by symbol
 (``calls.kernel``), so each is optimized once; small helpers are inlined in
 Numba IR (inline="always") into the kernel that uses them.
@@ -83,3 +85,23 @@ def derivative_from_output(typingctx, a):
     def codegen(context, builder, signature, args):
         return context.get_constant(types.boolean, value)
     return types.boolean(a), codegen
+
+
+@intrinsic
+def constant_flag(typingctx, flag):
+    """A flag read from a record as a compile-time constant (compiled code
+    only). Numba prunes ``if flag is None`` in a function only where the
+    argument's type is none or a literal; a record's field True from Python
+    is a plain bool, so both sides were compiled (docs/kernels.md,
+    "Compiling on demand"). Flags are None or True by construction, so a
+    bool is the literal True here."""
+    if isinstance(flag, types.NoneType):
+        def codegen(context, builder, signature, args):
+            return context.get_dummy_value()
+        return types.none(flag), codegen
+    if flag != types.boolean:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, True)
+    return types.literal(True)(flag), codegen

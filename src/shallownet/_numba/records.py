@@ -33,7 +33,8 @@ class Tiles(NamedTuple):
     (k x T), dz (2 T, two units' worth; explicit loops only); and two flags
     of the shapes for the explicit tiles, None or True (``jit``): ``wide``
     d > 1, ``multi`` k > 1, so that a tile compiles the loops of its own
-    case only."""
+    case only (read through ``jit.constant_flag``: a record's True is a
+    plain bool, which Numba does not prune by)."""
     G: np.ndarray
     A: np.ndarray
     R: np.ndarray

@@ -92,10 +92,11 @@ def _prefetch_row(X, Y, r):
 
 
 @kernel(JIT)
-def gather(source, begin, end, transposed):
+def gather(source, begin, end, gemm):
     """Rows order[i] of X and Y, for i in [begin, end), into row i of X_to
-    and Y_to (the GEMM tiles' layout), or with ``transposed`` into column i
-    (the explicit loops' layout)."""
+    and Y_to with ``gemm`` (the GEMM tiles' layout), or with ``gemm`` None
+    into column i (the explicit loops' layout). (The flag, not a bool: only
+    its layout's loops are compiled.)"""
     wide_vectors()
     X, Y, order, X_to, Y_to = source
     d = X.shape[1]
@@ -104,7 +105,7 @@ def gather(source, begin, end, transposed):
         if i + PREFETCH_ROWS < end:
             _prefetch_row(X, Y, order[i + PREFETCH_ROWS])
         r = order[i]
-        if transposed:
+        if gemm is None:
             for l in range(d):
                 X_to[l, i] = X[r, l]
             for c in range(k):
