@@ -25,8 +25,10 @@ def count(f):
     return len(f.dispatcher.signatures)
 print(json.dumps({{
     "explicit_tile": count(explicit._forward_unit),
-    "gemm_tile": count(gemm._backward_units_k1) + count(gemm._backward_units_k1_from_a)
-                 + count(gemm._backward_units),
+    "gemm_tile": count(gemm._tile),
+    "gemm_k1_from_a": count(gemm._backward_units_k1_from_a),
+    "gemm_k1": count(gemm._backward_units_k1),
+    "gemm_multi": count(gemm._backward_units),
     "parallel": count(batch._chunks_prange),
     "gather": count(rows.gather),
     "adam": count(steps._step_adam),
@@ -74,6 +76,9 @@ def test_a_wide_shuffled_adam_fit_compiles_only_its_own_path(tmp_path):
     got = _compiled(tmp_path, 600, 40,
                     "dict(hidden=64, optimizer='adam', batch_size=200, n_threads=2, alpha=1e-4)")
     assert got["gemm_tile"] >= 1
+    # float64, k = 1: g' from a1; neither the float32 form nor k > 1's
+    assert got["gemm_k1_from_a"] >= 1
+    assert got["gemm_k1"] == got["gemm_multi"] == 0, got
     assert got["gather"] == 1
     assert got["adam"] >= 1
     assert got["penalty"] >= 1

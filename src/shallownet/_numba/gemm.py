@@ -13,7 +13,7 @@ from numba import njit
 from .activations import activation, derivative64
 from .calls import kernel
 from .intrinsics import NO_TRANS, TRANS, flat, gemm, rows_view, segment, wide_vectors
-from .jit import JIT, JIT_ROW_SUM, derivative_from_output
+from .jit import JIT, JIT_ROW_SUM, constant_flag, derivative_from_output
 from .rows import residual
 
 
@@ -123,13 +123,22 @@ def _backward_units(G, A, grad_b1):
         grad_b1[j] += sum_dz
 
 
-@kernel(JIT)
+@njit(inline="always", **JIT)
 def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     """One tile of the T rows from r0 of rows = (X, Y, w), with worker wk's
     buffers, W1 and its gradient transposed (h x d): adds the tile's
     gradients to grads, returns its weighted sum of squared residuals. The
     chunk's ``first`` tile writes its dW1 product instead (beta = 0: no
-    zeroing of the h x d accumulator)."""
+    zeroing of the h x d accumulator). The tile's cases reach ``_tile`` as
+    constants (``jit.constant_flag``): only its own case is compiled."""
+    return _tile(rows, r0, T, params, code, scale, first, tiles, wk, grads,
+                 constant_flag(tiles.multi), derivative_from_output(params.W1))
+
+
+@kernel(JIT)
+def _tile(rows, r0, T, params, code, scale, first, tiles, wk, grads, multi, from_output):
+    """``tile_gemm``; ``multi`` (k > 1) and ``from_output`` (g' from a1:
+    float64) are flags, None or True."""
     wide_vectors()
     X, Y, w = rows
     W1T, b1, W2, b2 = params
@@ -141,8 +150,8 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     A = rows_view(tiles.A[wk], h, T)        # a1, then (k > 1) dL/da1
     R = rows_view(tiles.R[wk], k, T)        # yhat, then dL/dyhat
     _tile_forward_product(X_t, W1T, G)
-    if k == 1 and derivative_from_output(W1T):
-        # one buffer: G holds z1 - b1, then a1, then dL/dz1
+    if multi is None and from_output is not None:
+        # k = 1: one buffer, G holds z1 - b1, then a1, then dL/dz1
         R0 = R[0]
         R0[:] = b2[0]
         w2 = flat(W2)
@@ -155,7 +164,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     _activate_units(G, A, b1, code)
     for c in range(k):
         R[c, :] = b2[c]
-    if k == 1:
+    if multi is None:
         R0 = R[0]
         for j in range(h):
             w2j = W2[j, 0]
@@ -170,7 +179,7 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         loss_c, sum_D = residual(R[c], Y[r0:r0 + T, c], w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
-    if k == 1:
+    if multi is None:
         _backward_units_k1(G, A, R[0], flat(W2), grad_b1, flat(grad_W2))
     else:
         gemm(TRANS, NO_TRANS, k, h, T, R, T, A, T, 1.0, grad_W2, k)      # grad_W2 += A R^T
@@ -178,4 +187,3 @@ def tile_gemm(rows, r0, T, params, code, scale, first, tiles, wk, grads):
         _backward_units(G, A, grad_b1)
     _tile_dW1_product(X_t, G, grad_W1T, first)
     return loss
-

@@ -73,18 +73,22 @@ def like(typingctx, x, a):
 
 @intrinsic
 def derivative_from_output(typingctx, a):
-    """True where g'(z) is computed from a1 = g(z) alone, exactly as the
-    activation computes it: float64 (tanh 1 - a^2, sigmoid a (1 - a), relu
-    and identity by sign). Not float32, whose tanh and sigmoid derivatives
-    keep their accuracy near saturation with terms a1 does not hold.
-    (Compiled code only; a constant.)"""
+    """A flag (``constant_flag``'s kind), True where g'(z) is computed from
+    a1 = g(z) alone, exactly as the activation computes it: float64 (tanh
+    1 - a^2, sigmoid a (1 - a), relu and identity by sign); None for
+    float32, whose tanh and sigmoid derivatives keep their accuracy near
+    saturation with terms a1 does not hold. (Compiled code only; passed to
+    a kernel, it prunes the other form there.)"""
     if not isinstance(a, types.Array):
         return None
-    value = a.dtype == types.float64
+    if a.dtype != types.float64:
+        def codegen(context, builder, signature, args):
+            return context.get_dummy_value()
+        return types.none(a), codegen
 
     def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, value)
-    return types.boolean(a), codegen
+        return context.get_constant(types.boolean, True)
+    return types.literal(True)(a), codegen
 
 
 @intrinsic
