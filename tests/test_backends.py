@@ -265,6 +265,31 @@ def test_numba_thread_count_is_set_for_the_fit_and_restored():
     assert np.isfinite(loss) and numba.get_num_threads() == before
 
 
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "identity"])
+def test_numba_float64_forms_take_g_prime_as_derivative64_does(name):
+    # the GEMM tiles form g' from a1 with derivative64, the float64
+    # activation forms with their own copy of its formula: the same bits
+    pytest.importorskip("numba")
+    from numba import njit
+
+    from shallownet._numba.activations import activation, derivative64
+
+    code = ACTIVATION_TABLE[name].code
+
+    @njit(fastmath={"contract"})        # the kernels' flags (jit.JIT)
+    def both(z):
+        g = np.empty_like(z)
+        from_a = np.empty_like(z)
+        for i in range(z.shape[0]):
+            a, g[i] = activation(z[i], code)
+            from_a[i] = derivative64(a, code)
+        return g, from_a
+
+    z = np.concatenate([np.linspace(-30.0, 30.0, 20001), [0.0, -0.0, 1e-300, -1e-300]])
+    g, from_a = both(z)
+    assert g.tobytes() == from_a.tobytes()
+
+
 def test_numba_row_views_are_the_slices_they_replace():
     # the tiles take their rows through intrinsics.segment and row_segment,
     # not slices: the same elements, as views (a write reaches the array)

@@ -120,8 +120,7 @@ def _reduce32(x):
     return kd, (x - m * _LN2_HI_F) - m * _LN2_LO_F
 
 
-@njit(inline="always", **JIT)
-def _tanh32(z):
+def _tanh32(z, code):
     """(tanh(z), 1 - tanh(z)^2) as _tanh with the [3/3] Pade approximant of
     exp(r); g' = q (2 - q) where |tanh| > 1/2 keeps its relative accuracy."""
     kd, r = _reduce32(_TWO_F * smaller(abs(z), _TANH_SATURATE_F))
@@ -140,8 +139,7 @@ def _tanh32(z):
     return np.copysign(t, z), g
 
 
-@njit(inline="always", **JIT)
-def _sigmoid32(z):
+def _sigmoid32(z, code):
     """(sigmoid(z), e sigmoid(z)^2) with e = exp(-z), Taylor to degree 7;
     below z = -88 sigmoid is 1 / (1 + exp(88)) ~ 6e-39."""
     kd, r = _reduce32(smaller(larger(-z, _EXP_MIN_F), _EXP_MAX_F))
@@ -158,7 +156,8 @@ def _sigmoid32(z):
 
 @njit(inline="always", **JIT)
 def derivative64(a, code):
-    """g'(z) from a = g(z), float64 (the float64 activations form their g' with it too)."""
+    """g'(z) from a = g(z), float64: the float64 forms' g', formula for
+    formula (tests/test_backends.py holds the two to the same bits)."""
     if code == TANH:
         return 1.0 - a * a
     if code == SIGMOID:
@@ -168,37 +167,38 @@ def derivative64(a, code):
     return 1.0
 
 
-@njit(inline="always", **JIT)
-def _tanh64(z):
+# The forms, (g(z), g'(z)) for ``activation(z, code)``: plain functions,
+# each the overload's implementation itself. A lambda calling the form
+# was one more inlining, and derivative64 inlined into the forms (its
+# branches copied, then pruned) one more: 0.7% of a first fit each
+# (docs/kernels.md, "Compiling on demand"); the float64 forms write
+# derivative64's formula for their own activation.
+
+def _tanh64(z, code):
     t = _tanh(z)
-    return t, derivative64(t, TANH)
+    return t, 1.0 - t * t
 
 
-@njit(inline="always", **JIT)
-def _sigmoid64(z):
+def _sigmoid64(z, code):
     s = _sigmoid(z)
-    return s, derivative64(s, SIGMOID)
+    return s, s * (1.0 - s)
 
 
-@njit(inline="always", **JIT)
-def _relu64(z):
+def _relu64(z, code):
     a = z if z > 0.0 else 0.0
-    return a, derivative64(a, RELU)
+    return a, 1.0 if a > 0.0 else 0.0
 
 
-@njit(inline="always", **JIT)
-def _identity64(z):
+def _identity64(z, code):
     return z, 1.0
 
 
-@njit(inline="always", **JIT)
-def _relu32(z):
+def _relu32(z, code):
     positive = z > _ZERO_F
     return (z if positive else _ZERO_F), (_ONE_F if positive else _ZERO_F)
 
 
-@njit(inline="always", **JIT)
-def _identity32(z):
+def _identity32(z, code):
     return z, _ONE_F
 
 
@@ -218,8 +218,7 @@ def _activation(z, code):
     if not isinstance(code, types.IntegerLiteral):
         raise errors.TypingError(
             f"activation: the code must be a compile-time constant, got {code}")
-    form = _FORMS[z][code.literal_value]
-    return lambda z, code: form(z)
+    return _FORMS[z][code.literal_value]
 
 
 @kernel(JIT)

@@ -51,8 +51,8 @@ def make_train(code, kind, gemm, parallel, gather, single, penalty):
         (stops at the first batch loss that is not finite, after writing it to
         the curve)."""
         wide_vectors()
-        X, Y, w = data
-        n = X.shape[0]
+        X, Y, w = data           # X and Y None where only ws.XT and ws.YT are read
+        n = w.shape[0]
         rows = settings.rows
         orders = epochs.orders
         full_cut, last_cut = epochs.cuts
@@ -165,8 +165,8 @@ def make_loss_and_gradients(code, gemm, parallel, single, penalty):
         (``shallownet._numba.cut``); ws: a workspace for one batch of all
         rows, prepared (``plan.prepare``)."""
         wide_vectors()
-        X, Y, w = data
-        n = X.shape[0]
+        X, Y, w = data           # X and Y None on the explicit path
+        n = w.shape[0]
         # row 0 as n - n, an int64 like the batches' first rows in train: a
         # literal 0 would compile the parallel chunks (batch._chunks_prange)
         # again rather than share train's

@@ -11,7 +11,8 @@ from .._params import Params  # noqa: F401  (W1, b1, W2, b2; gradients and momen
 class Rows(NamedTuple):
     """The rows a tile reads: X (n, d) and Y (n, k) row-major on the GEMM
     path; on the explicit path their transposes XT (d, n) and YT (k, n).
-    w (n,): the sample weights."""
+    w (n,): the sample weights. (An entry point's ``data`` holds X and Y
+    themselves, or None where it reads only the workspace's XT and YT.)"""
     X: np.ndarray
     Y: np.ndarray
     w: np.ndarray

@@ -137,7 +137,10 @@ def open_run(X, Y, sample_weight, params, state, spec, losses, n_threads):
     gemm, parallel, single = kernels.configure(rows, d, h, k, X.dtype.itemsize, workers)
     train = kernels.trainer(int(spec.activation), kind, gemm, parallel, gather, single,
                             kernels.penalized(float(spec.alpha)))
-    data = kernels.Rows(X, Y, sample_weight)
+    # X and Y themselves are read by the GEMM tiles and the gathers only;
+    # None where not: two arrays less for the entry point to unbox
+    read = gemm is not None or gather
+    data = kernels.Rows(X if read else None, Y if read else None, sample_weight)
     params = Params(*params)
     # the moments the step does not keep are None: not unboxed, not compiled
     state = kernels.State(Params(*state.m) if moments >= 1 else None,
@@ -216,7 +219,9 @@ def loss_and_gradients(X, Y, sample_weight, params, activation_code, alpha, n_th
         np.copyto(ws.YT, Y.T)
     grads = Params(*(np.empty_like(p) for p in params))
     with first:
-        loss = evaluate(kernels.Rows(X, Y, sample_weight), Params(*params), float(alpha),
+        data = kernels.Rows(None, None, sample_weight) if explicit else \
+            kernels.Rows(X, Y, sample_weight)
+        loss = evaluate(data, Params(*params), float(alpha),
                         kernels.weight_sum(sample_weight), cut, ws, grads)
     return float(loss), grads
 
