@@ -71,6 +71,19 @@ def like(typingctx, x, a):
     return a.dtype(x, a), codegen
 
 
+def _flag(on, arg):
+    """The typing and code of an intrinsic of one argument (typed ``arg``)
+    that returns a flag: the literal True when ``on``, else None."""
+    if not on:
+        def codegen(context, builder, signature, args):
+            return context.get_dummy_value()
+        return types.none(arg), codegen
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, True)
+    return types.literal(True)(arg), codegen
+
+
 @intrinsic
 def derivative_from_output(typingctx, a):
     """A flag (``constant_flag``'s kind), True where g'(z) is computed from
@@ -81,14 +94,7 @@ def derivative_from_output(typingctx, a):
     a kernel, it prunes the other form there.)"""
     if not isinstance(a, types.Array):
         return None
-    if a.dtype != types.float64:
-        def codegen(context, builder, signature, args):
-            return context.get_dummy_value()
-        return types.none(a), codegen
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, True)
-    return types.literal(True)(a), codegen
+    return _flag(a.dtype == types.float64, a)
 
 
 @intrinsic
@@ -99,13 +105,6 @@ def constant_flag(typingctx, flag):
     is a plain bool, so both sides were compiled (docs/kernels.md,
     "Compiling on demand"). Flags are None or True by construction, so a
     bool is the literal True here."""
-    if isinstance(flag, types.NoneType):
-        def codegen(context, builder, signature, args):
-            return context.get_dummy_value()
-        return types.none(flag), codegen
-    if flag != types.boolean:
+    if not isinstance(flag, types.NoneType) and flag != types.boolean:
         return None
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.boolean, True)
-    return types.literal(True)(flag), codegen
+    return _flag(flag == types.boolean, flag)
