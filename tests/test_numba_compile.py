@@ -36,8 +36,8 @@ print(json.dumps({{
     "sgd": count(steps._step_sgd),
     "penalty": count(rows.sum_squares) + count(rows.add_scaled),
     "reduction": count(rows.sum_chunks),
-    "tile_flags": sorted({{str(t) for sig in explicit._forward_unit.dispatcher.signatures
-                          for t in sig[-2:]}}),
+    "tile_flags": [[str(t) for t in sig[-3:]]
+                   for sig in explicit._forward_unit.dispatcher.signatures],
 }}))
 """
 
@@ -61,9 +61,11 @@ def test_a_default_fit_compiles_only_its_own_path(tmp_path):
     # (no reduction of chunks), plain gradient descent, no penalty
     got = _compiled(tmp_path, 1000, 3, "dict(hidden=16, n_threads=1)")
     assert got["explicit_tile"] == 1
-    # d > 1 and k = 1 reach the tile as constants, True and None: a plain
-    # bool from the tiles' record would compile the loops of both cases
-    assert got["tile_flags"] == ["Literal[bool](True)", "none"]
+    # d > 1, k = 1 and d < 4 reach the tile as constants, True, None and
+    # None: a plain bool from the tiles' record would compile the loops of
+    # both cases, and the passes over several features at once are not
+    # compiled for three features
+    assert got["tile_flags"] == [["Literal[bool](True)", "none", "none"]]
     assert got["sgd"] >= 1
     for unused in ("gemm_tile", "parallel", "gather", "adam", "momentum", "penalty",
                    "reduction"):
@@ -87,8 +89,10 @@ def test_a_wide_shuffled_adam_fit_compiles_only_its_own_path(tmp_path):
 
 
 def test_the_parallel_path_is_compiled_when_a_batch_has_several_chunks(tmp_path):
-    got = _compiled(tmp_path, 20000, 3, "dict(hidden=16, n_threads=2)")
+    got = _compiled(tmp_path, 20000, 4, "dict(hidden=16, n_threads=2)")
     assert got["parallel"] == 1
+    # four features: the passes over several features at once are compiled
+    assert got["tile_flags"] == [["Literal[bool](True)", "none", "Literal[bool](True)"]]
     assert got["reduction"] >= 1
     assert got["gemm_tile"] == 0
 
@@ -150,7 +154,7 @@ def unmarked(a, x, y):   # a loop of the user's: LLVM's own choice of width
 v1, m2 = types.float64[::1], types.float64[:, ::1]
 sigs = {
     "backward_units": (m2, types.int64, types.int64, m2, m2, m2, m2, v1, m2, v1, m2,
-                       types.literal(True), types.none),
+                       types.literal(True), types.none, types.literal(True)),
     "residual": (v1, v1, v1, types.float64),
     "unmarked": (types.float64, v1, v1),
 }

@@ -39,9 +39,10 @@ def _forward_last(x, w, bias, accumulate, a, g, yhat0, w2, code):
 
 
 @kernel(JIT)
-def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi):
+def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi, many):
     """z1_j = X_t W1[:, j] + b1[j], a = g(z1_j), g = g'(z1_j); yhat += a W2[j, :].
-    ``wide`` (d > 1) and ``multi`` (k > 1) are the tiles' flags (``records.Tiles``)."""
+    ``wide`` (d > 1), ``multi`` (k > 1) and ``many`` (d >= 4) are the
+    tiles' flags (``records.Tiles``)."""
     wide_vectors()
     d = XT.shape[0]
     k = W2.shape[1]
@@ -54,15 +55,16 @@ def _forward_unit(XT, r0, T, W1, b1, W2, j, code, a, g, yhat, wide, multi):
         for i in range(T):
             g[i] = bias + w * x[i]
         l = 1
-        while l + 4 <= d - 1:
-            w_a, w_b, w_c, w_d = W1[l, j], W1[l + 1, j], W1[l + 2, j], W1[l + 3, j]
-            x_a = row_segment(XT, l, r0, T)
-            x_b = row_segment(XT, l + 1, r0, T)
-            x_c = row_segment(XT, l + 2, r0, T)
-            x_d = row_segment(XT, l + 3, r0, T)
-            for i in range(T):
-                g[i] = (((g[i] + w_a * x_a[i]) + w_b * x_b[i]) + w_c * x_c[i]) + w_d * x_d[i]
-            l += 4
+        if many is not None:
+            while l + 4 <= d - 1:
+                w_a, w_b, w_c, w_d = W1[l, j], W1[l + 1, j], W1[l + 2, j], W1[l + 3, j]
+                x_a = row_segment(XT, l, r0, T)
+                x_b = row_segment(XT, l + 1, r0, T)
+                x_c = row_segment(XT, l + 2, r0, T)
+                x_d = row_segment(XT, l + 3, r0, T)
+                for i in range(T):
+                    g[i] = (((g[i] + w_a * x_a[i]) + w_b * x_b[i]) + w_c * x_c[i]) + w_d * x_d[i]
+                l += 4
         while l < d - 1:
             w = W1[l, j]
             x = row_segment(XT, l, r0, T)
@@ -139,7 +141,8 @@ def _dz_unit_multi(x0, D, W2, j, a, g, dz, grad_W2):
 # its ~85 words of arrays h / 2 times a tile (docs/kernels.md).
 
 @kernel(JIT_ROW_SUM)
-def _backward_units(XT, r0, T, W2, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide, multi):
+def _backward_units(XT, r0, T, W2, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide, multi,
+                    many):
     """For the hidden units two at a time, j and j + 1 (the last alone for
     an odd h): dz = (D W2[j]^T) g' (``_dz_unit``), then the row sums
     grad_b1[j] += sum dz, grad_W1[l, j] += sum X_t[:, l] dz,
@@ -169,33 +172,34 @@ def _backward_units(XT, r0, T, W2, D, A, G, dz, grad_W1, grad_b1, grad_W2, wide,
             grad_b1[j + u] += sum_dz
             grad_W1[0, j + u] += sum_x0_dz
         l = 1
-        while l + 3 <= d:
-            x_a = row_segment(XT, l, r0, T)
-            x_b = row_segment(XT, l + 1, r0, T)
-            x_c = row_segment(XT, l + 2, r0, T)
-            s_a0 = 0.0
-            s_b0 = 0.0
-            s_c0 = 0.0
-            s_a1 = 0.0
-            s_b1 = 0.0
-            s_c1 = 0.0
-            for i in range(T):
-                p = dz_a[i]
-                q = dz_b[i]
-                s_a0 += x_a[i] * p
-                s_b0 += x_b[i] * p
-                s_c0 += x_c[i] * p
-                s_a1 += x_a[i] * q
-                s_b1 += x_b[i] * q
-                s_c1 += x_c[i] * q
-            grad_W1[l, j] += s_a0
-            grad_W1[l + 1, j] += s_b0
-            grad_W1[l + 2, j] += s_c0
-            if units == 2:
-                grad_W1[l, j + 1] += s_a1
-                grad_W1[l + 1, j + 1] += s_b1
-                grad_W1[l + 2, j + 1] += s_c1
-            l += 3
+        if many is not None:
+            while l + 3 <= d:
+                x_a = row_segment(XT, l, r0, T)
+                x_b = row_segment(XT, l + 1, r0, T)
+                x_c = row_segment(XT, l + 2, r0, T)
+                s_a0 = 0.0
+                s_b0 = 0.0
+                s_c0 = 0.0
+                s_a1 = 0.0
+                s_b1 = 0.0
+                s_c1 = 0.0
+                for i in range(T):
+                    p = dz_a[i]
+                    q = dz_b[i]
+                    s_a0 += x_a[i] * p
+                    s_b0 += x_b[i] * p
+                    s_c0 += x_c[i] * p
+                    s_a1 += x_a[i] * q
+                    s_b1 += x_b[i] * q
+                    s_c1 += x_c[i] * q
+                grad_W1[l, j] += s_a0
+                grad_W1[l + 1, j] += s_b0
+                grad_W1[l + 2, j] += s_c0
+                if units == 2:
+                    grad_W1[l, j + 1] += s_a1
+                    grad_W1[l + 1, j + 1] += s_b1
+                    grad_W1[l + 2, j + 1] += s_c1
+                l += 3
         while l < d:
             x = row_segment(XT, l, r0, T)
             s_0 = 0.0
@@ -226,16 +230,18 @@ def tile_explicit(rows, r0, T, params, code, scale, first, tiles, wk, grads):
     grad_W1, grad_b1, grad_W2, grad_b2 = grads
     # the record's flags as constants, which the kernels prune by
     wide, multi = constant_flag(tiles.wide), constant_flag(tiles.multi)
+    many = constant_flag(tiles.many)
     for c in range(k):
         R[c, :] = b2[c]
     for j in range(h):
-        _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R, wide, multi)
+        _forward_unit(XT, r0, T, W1, b1, W2, j, code, A[j], G[j], R, wide, multi, many)
     loss = 0.0
     w_t = segment(w, r0, T)
     for c in range(k):
         loss_c, sum_D = residual(R[c], row_segment(YT, c, r0, T), w_t, scale)
         loss += loss_c
         grad_b2[c] += sum_D
-    _backward_units(XT, r0, T, W2, R, A, G, dz, grad_W1, grad_b1, grad_W2, wide, multi)
+    _backward_units(XT, r0, T, W2, R, A, G, dz, grad_W1, grad_b1, grad_W2, wide, multi,
+                    many)
     return loss
 

@@ -63,6 +63,11 @@ _AVX512 = bool(get_host_cpu_features().get("avx512f", False))
 GEMM_MIN_HIDDEN = 16
 GEMM_MIN_DH = 64 if _AVX512 else 512
 GEMM_ALWAYS_DH = 256 if _AVX512 else 512
+# The explicit tiles pass over several features at once (four a pass in the
+# forward tile from d = 6, three in the backward tile from d = 4): below
+# MANY_FEATURES those loops never run, and the tiles do not compile them
+# (docs/kernels.md, "Compiling on demand").
+MANY_FEATURES = 4
 
 
 # Python only: a run passes its batches' cuts to the kernels (``cut`` in
@@ -156,7 +161,8 @@ def workspace(n, d, h, k, dtype, rows, n_threads, gather, moments):
             w_batch=used(gather, e, rows),
             tiles=Tiles(e(n_workers, tile_rows * h), e(n_workers, tile_rows * h),
                         e(n_workers, tile_rows * k), e(n_workers, 0 if use_gemm else 2 * tile_rows),
-                        True if d > 1 else None, True if k > 1 else None),
+                        True if d > 1 else None, True if k > 1 else None,
+                        True if d >= MANY_FEATURES else None),
             chunks=Chunks(used(own, e, n_chunks, *w1), used(own, e, n_chunks, h),
                           used(own, e, n_chunks, h, k), used(own, e, n_chunks, k),
                           e64(n_chunks)),

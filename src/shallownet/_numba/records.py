@@ -31,17 +31,20 @@ class Source(NamedTuple):
 
 class Tiles(NamedTuple):
     """Each worker's tile buffers, one row per worker: G and A (h x T), R
-    (k x T), dz (2 T, two units' worth; explicit loops only); and two flags
-    of the shapes for the explicit tiles, None or True (``jit``): ``wide``
-    d > 1, ``multi`` k > 1, so that a tile compiles the loops of its own
-    case only (read through ``jit.constant_flag``: a record's True is a
-    plain bool, which Numba does not prune by)."""
+    (k x T), dz (2 T, two units' worth; explicit loops only); and three
+    flags of the shapes for the explicit tiles, None or True (``jit``):
+    ``wide`` d > 1, ``multi`` k > 1, ``many`` d >= ``plan.MANY_FEATURES``
+    (the passes over several features at once can run), so that a tile
+    compiles the loops of its own case only (read through
+    ``jit.constant_flag``: a record's True is a plain bool, which Numba does
+    not prune by)."""
     G: np.ndarray
     A: np.ndarray
     R: np.ndarray
     dz: np.ndarray
     wide: object
     multi: object
+    many: object
 
 
 class Chunks(NamedTuple):
