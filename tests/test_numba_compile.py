@@ -228,6 +228,32 @@ def test_callers_call_the_tiles_without_a_copy_of_their_code(tmp_path):
     assert got["train"] == {"define": 0, "declare": 0}, got
 
 
+_WRAPPER_CODE = """
+import gc, json, numpy as np, shallownet
+from numba.core.registry import CPUDispatcher
+rng = np.random.default_rng(0)
+X = rng.normal(size=(200, 3)); y = rng.normal(size=200)
+shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, hidden=4, n_threads=1)
+out = {}
+for f in gc.get_objects():
+    if isinstance(f, CPUDispatcher) and f.py_func.__name__ == "train":
+        (cres,) = f.overloads.values()
+        for part, name in (("wrapper", cres.fndesc.llvm_cpython_wrapper_name),
+                           ("own", cres.fndesc.llvm_func_name)):
+            function = cres.library.get_function(name)
+            out[part] = sorted({w.decode() for a in function.attributes for w in bytes(a).split()})
+print(json.dumps(out))
+"""
+
+
+def test_an_entry_points_python_wrapper_is_compiled_unoptimized(tmp_path):
+    # jit.EntryCompiler: the wrapper that unboxes the arguments is optnone,
+    # the entry point's own code is optimized as every kernel is
+    got = _child(_WRAPPER_CODE, tmp_path / "numba-cache")
+    assert {"optnone", "noinline"} <= set(got["wrapper"]), got
+    assert "optnone" not in got["own"], got
+
+
 _CACHED_CODE = """
 import hashlib, json, sys, numpy as np
 from numba import njit

@@ -31,6 +31,10 @@ Numba IR (inline="always") into the kernel that uses them.
 """
 
 from numba import types
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import register_pass
+from numba.core.lowering import Lower
+from numba.core.typed_passes import NativeLowering
 from numba.extending import intrinsic
 
 # Kernels are called from compiled code only, so none gets the wrapper
@@ -51,8 +55,57 @@ JIT_EXACT = dict(_INNER, fastmath=False)
 
 
 def entry(options):
-    """These compiler options for a function Python calls: with its wrapper."""
-    return dict(options, no_cpython_wrapper=False)
+    """These compiler options for a function Python calls: with its wrapper,
+    compiled without optimization (``EntryCompiler``)."""
+    return dict(options, no_cpython_wrapper=False, pipeline_class=EntryCompiler)
+
+
+# An entry point's Python wrapper unboxes its ~20 arrays once per call, and
+# LLVM's optimization and code generation of it (with the entry's own code
+# inlined into it) were most of the epoch loop's LLVM time, ~6% of a first
+# fit (docs/kernels.md, "Compiling on demand"). The wrapper is compiled
+# optnone: not optimized, nothing inlined into it, fast instruction
+# selection; the entry's own code is compiled as before.
+
+class _EntryLower(Lower):
+    def create_cpython_wrapper(self, release_gil=False):
+        # Numba adds the wrapper's module to the library in this call, and
+        # no other module: mark what that module defines
+        library = self.library
+        add_ir_module = library.add_ir_module
+
+        def add_unoptimized(module):
+            for function in module.functions:
+                if not function.is_declaration:
+                    function.attributes.add("noinline")
+                    function.attributes.add("optnone")
+            add_ir_module(module)
+        library.add_ir_module = add_unoptimized
+        try:
+            super().create_cpython_wrapper(release_gil)
+        finally:
+            del library.add_ir_module
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _EntryLowering(NativeLowering):
+    _name = "shallownet_entry_lowering"
+
+    @property
+    def lowering_class(self):
+        return _EntryLower
+
+
+class EntryCompiler(CompilerBase):
+    """Numba's nopython pipeline, with the entry point's Python wrapper
+    compiled optnone (``_EntryLower``)."""
+
+    def define_pipelines(self):
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.passes = [(_EntryLowering if kind is NativeLowering else kind, what)
+                     for kind, what in pm.passes]
+        pm.finalize()
+        return [pm]
 
 
 # like and derivative_from_output are intrinsics, not overloads: an
