@@ -62,10 +62,10 @@ def entry(options):
 
 # An entry point's Python wrapper unboxes its ~20 arrays once per call, and
 # LLVM's optimization and code generation of it (with the entry's own code
-# inlined into it) were most of the epoch loop's LLVM time, ~6% of a first
-# fit (docs/kernels.md, "Compiling on demand"). The wrapper is compiled
-# optnone: not optimized, nothing inlined into it, fast instruction
-# selection; the entry's own code is compiled as before.
+# inlined into it) were most of the epoch loop's LLVM work, 4-5% of a first
+# fit's instructions (docs/kernels.md, "Compiling on demand"). The wrapper
+# is compiled optnone: not optimized, nothing inlined into it, fast
+# instruction selection; the entry's own code is compiled as before.
 
 class _EntryLower(Lower):
     def create_cpython_wrapper(self, release_gil=False):
