@@ -202,7 +202,7 @@ def test_every_kernel_is_found_again_by_its_home():
         assert k.dispatcher.py_func.__module__ == module
 
 
-_LINKING_CODE = """
+_FIRST_FIT_CODE = """
 import gc, json, numpy as np, shallownet
 from numba.core.registry import CPUDispatcher
 rng = np.random.default_rng(0)
@@ -213,45 +213,41 @@ for f in gc.get_objects():
     if isinstance(f, CPUDispatcher) and f.py_func.__name__ in ("train", "chunk"):
         (cres,) = f.overloads.values()
         lines = cres.library.get_llvm_str().splitlines()
-        out[f.py_func.__name__] = {
-            what: sum(1 for l in lines if l.startswith(what) and "_forward_unit" in l)
-            for what in ("define", "declare")}
+        report = {what: sum(1 for l in lines if l.startswith(what) and "_forward_unit" in l)
+                  for what in ("define", "declare")}
+        if f.py_func.__name__ == "train":
+            # the LLVM attributes of the entry's Python wrapper and of its own code
+            for part, name in (("wrapper", cres.fndesc.llvm_cpython_wrapper_name),
+                               ("own", cres.fndesc.llvm_func_name)):
+                function = cres.library.get_function(name)
+                report[part] = sorted({w.decode() for a in function.attributes
+                                       for w in bytes(a).split()})
+        out[f.py_func.__name__] = report
 print(json.dumps(out))
 """
 
 
-def test_callers_call_the_tiles_without_a_copy_of_their_code(tmp_path):
+@pytest.fixture(scope="module")
+def first_fit(tmp_path_factory):
+    """What the epoch loop and the chunk of a default fit's first compile
+    hold, from a fresh interpreter with an empty cache."""
+    return _child(_FIRST_FIT_CODE, tmp_path_factory.mktemp("numba-cache"))
+
+
+def test_callers_call_the_tiles_without_a_copy_of_their_code(first_fit):
     # calls.kernel: the chunk declares the forward tile and calls it by
     # symbol, where Numba would have linked and compiled its code once more
-    got = _child(_LINKING_CODE, tmp_path / "numba-cache")
-    assert got["chunk"] == {"define": 0, "declare": 1}, got
-    assert got["train"] == {"define": 0, "declare": 0}, got
+    chunk, train = first_fit["chunk"], first_fit["train"]
+    assert (chunk["define"], chunk["declare"]) == (0, 1), first_fit
+    assert (train["define"], train["declare"]) == (0, 0), first_fit
 
 
-_WRAPPER_CODE = """
-import gc, json, numpy as np, shallownet
-from numba.core.registry import CPUDispatcher
-rng = np.random.default_rng(0)
-X = rng.normal(size=(200, 3)); y = rng.normal(size=200)
-shallownet.fit(X, y, backend="numba", epochs=2, random_state=0, hidden=4, n_threads=1)
-out = {}
-for f in gc.get_objects():
-    if isinstance(f, CPUDispatcher) and f.py_func.__name__ == "train":
-        (cres,) = f.overloads.values()
-        for part, name in (("wrapper", cres.fndesc.llvm_cpython_wrapper_name),
-                           ("own", cres.fndesc.llvm_func_name)):
-            function = cres.library.get_function(name)
-            out[part] = sorted({w.decode() for a in function.attributes for w in bytes(a).split()})
-print(json.dumps(out))
-"""
-
-
-def test_an_entry_points_python_wrapper_is_compiled_unoptimized(tmp_path):
+def test_an_entry_points_python_wrapper_is_compiled_unoptimized(first_fit):
     # jit.EntryCompiler: the wrapper that unboxes the arguments is optnone,
     # the entry point's own code is optimized as every kernel is
-    got = _child(_WRAPPER_CODE, tmp_path / "numba-cache")
-    assert {"optnone", "noinline"} <= set(got["wrapper"]), got
-    assert "optnone" not in got["own"], got
+    train = first_fit["train"]
+    assert {"optnone", "noinline"} <= set(train["wrapper"]), train
+    assert "optnone" not in train["own"], train
 
 
 _CACHED_CODE = """
