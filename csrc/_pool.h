@@ -26,8 +26,9 @@
  *   process: a pthread_atfork child handler bumps a fork generation, and a
  *   pool of an older generation is abandoned (its threads do not exist in
  *   the child; its locks may be held) and replaced.
- * One pool belongs to one caller at a time (a Run, or one
- * loss_and_gradients call); concurrent fits use separate pools.
+ * One pool belongs to one caller at a time (a Run, a packed L-BFGS loss,
+ * or the loss_and_gradients workspace a Python thread keeps); concurrent
+ * fits use separate pools.
  */
 #ifndef SN_POOL_H
 #define SN_POOL_H

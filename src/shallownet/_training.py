@@ -27,8 +27,9 @@ from .backends import open_packed_loss, thread_limits
 # beforehand, plus 0.5 ms to draw them).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
-# moves often enough, and the returns from compiled code (1-8 us each)
-# stay a small part of a fit however short its epochs (docs/kernels.md)
+# moves often enough, and the returns from compiled code (0.3 us Cython,
+# 13-25 us Numba) stay a small part of a fit however short its epochs
+# (docs/kernels.md)
 _PROGRESS_SECONDS = 0.05
 # without one, blocks last about this long, so that Ctrl-C (seen by Python
 # between blocks) stops a fit well within a second of any backend
@@ -135,7 +136,7 @@ class Trainer:
         try:
             with thread_limits(self.module, self.n_threads, (X.shape[0], *self.params.W1.shape)):
                 # buffers and settings once per run: each block is then one
-                # cheap call (a return costs 1-8 us, docs/kernels.md)
+                # cheap call (docs/kernels.md, "A run of calls")
                 run = self.module.open_run(X, Y, sample_weight, self.params, self.state, spec,
                                            buffer, self.n_threads)
                 while done < epochs:
