@@ -1,6 +1,6 @@
 """Compiler flags, dtype helpers and compile-time choice for the Numba kernels.
 
-Flags (docs/kernels.md, "Determinism"): fastmath 'contract' only, so that
+Flags (docs/kernels.md, "One epoch, fused and tiled"): fastmath 'contract' only, so that
 a*b + c may become an FMA, which is deterministic; functions that sum over
 rows also allow 'reassoc', so that LLVM keeps vector partial sums in a fixed
 order for a compiled function; the optimizer steps have no fastmath at all
