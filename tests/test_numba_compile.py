@@ -215,6 +215,8 @@ for f in gc.get_objects():
         lines = cres.library.get_llvm_str().splitlines()
         report = {what: sum(1 for l in lines if l.startswith(what) and "_forward_unit" in l)
                   for what in ("define", "declare")}
+        report["passes"] = [p for passes in cres.metadata["pipeline_times"].values()
+                            for p in passes]
         if f.py_func.__name__ == "train":
             # the LLVM attributes of the entry's Python wrapper and of its own code
             for part, name in (("wrapper", cres.fndesc.llvm_cpython_wrapper_name),
@@ -240,6 +242,17 @@ def test_callers_call_the_tiles_without_a_copy_of_their_code(first_fit):
     chunk, train = first_fit["chunk"], first_fit["train"]
     assert (chunk["define"], chunk["declare"]) == (0, 1), first_fit
     assert (train["define"], train["declare"]) == (0, 0), first_fit
+
+
+def test_kernels_compile_without_the_after_inference_rewrites(first_fit):
+    # jit.KernelCompiler and EntryCompiler: Numba's nopython pipeline less
+    # its after-inference rewrites, which cannot apply to a kernel that
+    # allocates nothing; its other passes still run
+    for name, report in first_fit.items():
+        passes = report["passes"]
+        assert not any(p.endswith("_nopython_rewrites") for p in passes), (name, passes)
+        assert any(p.endswith("_nopython_type_inference") for p in passes), (name, passes)
+        assert any(p.endswith("_dead_branch_prune") for p in passes), (name, passes)
 
 
 def test_an_entry_points_python_wrapper_is_compiled_unoptimized(first_fit):

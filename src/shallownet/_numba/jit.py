@@ -34,30 +34,29 @@ from numba import types
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import register_pass
 from numba.core.lowering import Lower
-from numba.core.typed_passes import NativeLowering
+from numba.core.typed_passes import NativeLowering, NopythonRewrites
 from numba.extending import intrinsic
 
-# Kernels are called from compiled code only, so none gets the wrapper
-# that calls it from Python (nor the C-callable one): lowering and
-# optimizing those cost each compiled function time in a first fit. The
-# few functions Python calls (the entry points) take ``entry(...)``.
-# No kernel counts references (_nrt=False), the entry points included:
-# none allocates an array or returns one (the workspace comes from
-# Python), so every array they see is held by the Python caller for the
-# whole call, and the increments and decrements around each record and
-# view were LLVM work for nothing (docs/kernels.md, "Compiling on demand").
-_INNER = dict(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True,
-              no_cfunc_wrapper=True, _nrt=False)
-JIT = dict(_INNER, fastmath={"contract"})
-JIT_ROW_SUM = dict(_INNER, fastmath={"contract", "reassoc"})
-# fastmath=False set explicitly: an unset flag is inherited from the caller
-JIT_EXACT = dict(_INNER, fastmath=False)
+# The kernels' pipeline is Numba's nopython pipeline without its
+# after-inference rewrites: array expressions and arrays of constants
+# (both allocate, which no kernel can: _nrt=False, below) and string-literal
+# indexes (none in the kernels). The pass only walked every kernel's IR,
+# 1.4-2.6% of a first fit's instructions (docs/kernels.md, "Compiling on
+# demand").
+
+def _nopython_passes(state, lowering=NativeLowering):
+    pm = DefaultPassBuilder.define_nopython_pipeline(state)
+    pm.passes = [(lowering if kind is NativeLowering else kind, what)
+                 for kind, what in pm.passes if kind is not NopythonRewrites]
+    pm.finalize()
+    return pm
 
 
-def entry(options):
-    """These compiler options for a function Python calls: with its wrapper,
-    compiled without optimization (``EntryCompiler``)."""
-    return dict(options, no_cpython_wrapper=False, pipeline_class=EntryCompiler)
+class KernelCompiler(CompilerBase):
+    """Numba's nopython pipeline without the after-inference rewrites."""
+
+    def define_pipelines(self):
+        return [_nopython_passes(self.state)]
 
 
 # An entry point's Python wrapper unboxes its ~20 arrays once per call, and
@@ -97,15 +96,34 @@ class _EntryLowering(NativeLowering):
 
 
 class EntryCompiler(CompilerBase):
-    """Numba's nopython pipeline, with the entry point's Python wrapper
+    """The kernels' pipeline, with the entry point's Python wrapper
     compiled optnone (``_EntryLower``)."""
 
     def define_pipelines(self):
-        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.passes = [(_EntryLowering if kind is NativeLowering else kind, what)
-                     for kind, what in pm.passes]
-        pm.finalize()
-        return [pm]
+        return [_nopython_passes(self.state, _EntryLowering)]
+
+
+# Kernels are called from compiled code only, so none gets the wrapper
+# that calls it from Python (nor the C-callable one): lowering and
+# optimizing those cost each compiled function time in a first fit. The
+# few functions Python calls (the entry points) take ``entry(...)``.
+# No kernel counts references (_nrt=False), the entry points included:
+# none allocates an array or returns one (the workspace comes from
+# Python), so every array they see is held by the Python caller for the
+# whole call, and the increments and decrements around each record and
+# view were LLVM work for nothing (docs/kernels.md, "Compiling on demand").
+_INNER = dict(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True,
+              no_cfunc_wrapper=True, _nrt=False, pipeline_class=KernelCompiler)
+JIT = dict(_INNER, fastmath={"contract"})
+JIT_ROW_SUM = dict(_INNER, fastmath={"contract", "reassoc"})
+# fastmath=False set explicitly: an unset flag is inherited from the caller
+JIT_EXACT = dict(_INNER, fastmath=False)
+
+
+def entry(options):
+    """These compiler options for a function Python calls: with its wrapper,
+    compiled without optimization (``EntryCompiler``)."""
+    return dict(options, no_cpython_wrapper=False, pipeline_class=EntryCompiler)
 
 
 # like and derivative_from_output are intrinsics, not overloads: an
