@@ -27,9 +27,8 @@ from .backends import open_packed_loss, thread_limits
 # beforehand, plus 0.5 ms to draw them).
 _OVERLAP_ORDER_ENTRIES = 1 << 18
 # with a progress bar, each block of epochs lasts about this long: the bar
-# moves often enough, and the returns from compiled code (0.3 us Cython,
-# 13-25 us Numba) stay a small part of a fit however short its epochs
-# (docs/kernels.md)
+# moves often enough, and the returns from compiled code stay a small part
+# of a fit however short its epochs (docs/kernels.md, "A run of calls")
 _PROGRESS_SECONDS = 0.05
 # without one, blocks last about this long, so that Ctrl-C (seen by Python
 # between blocks) stops a fit well within a second of any backend

@@ -1,12 +1,12 @@
 """Compiler flags, dtype helpers and compile-time choice for the Numba kernels.
 
-Flags (docs/kernels.md, "One epoch, fused and tiled"): fastmath 'contract' only, so that
-a*b + c may become an FMA, which is deterministic; functions that sum over
-rows also allow 'reassoc', so that LLVM keeps vector partial sums in a fixed
-order for a compiled function; the optimizer steps have no fastmath at all
-and round as the NumPy reference does. error_model='numpy' drops the
-ZeroDivisionError branch on each division, which would stop the loops
-vectorising.
+Flags (docs/kernels.md, "One epoch, fused and tiled"): fastmath 'contract'
+only, so that a*b + c may become an FMA, which is deterministic; functions
+that sum over rows also allow 'reassoc', so that LLVM keeps vector partial
+sums in a fixed order for a compiled function; the optimizer steps have no
+fastmath at all and round as the NumPy reference does. error_model='numpy'
+drops the ZeroDivisionError branch on each division, which would stop the
+loops vectorising.
 
 Choice: a fit's configuration is made of compile-time constants, so that
 only the code it runs is compiled (``shallownet._numba`` builds one entry
